@@ -1,0 +1,7 @@
+/* dtrain: the torch.distributed training stack in C. Include this one header. */
+#ifndef DTRAIN_DTRAIN_H
+#define DTRAIN_DTRAIN_H
+
+#include <dtrain/util.h>
+
+#endif /* DTRAIN_DTRAIN_H */
