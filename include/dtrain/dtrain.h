@@ -3,5 +3,6 @@
 #define DTRAIN_DTRAIN_H
 
 #include <dtrain/util.h>
+#include <dtrain/store.h>
 
 #endif /* DTRAIN_DTRAIN_H */
