@@ -8,6 +8,11 @@
 
 #define DT__ERRMSG_CAP 1024
 
+/* Messages longer than the buffer are cut on purpose. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
 static _Thread_local int tl_code;
 static _Thread_local char tl_msg[DT__ERRMSG_CAP];
 
