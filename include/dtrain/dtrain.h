@@ -3,6 +3,7 @@
 #define DTRAIN_DTRAIN_H
 
 #include <dtrain/util.h>
+#include <dtrain/dtype.h>
 #include <dtrain/store.h>
 
 #endif /* DTRAIN_DTRAIN_H */
