@@ -4,6 +4,8 @@
 # CMake's find_package(dtrain).
 set -euo pipefail
 build=$1; src=$2
+# Under a sanitizer build the consumer needs the same -fsanitize flags.
+san=${DTRAIN_TEST_SANITIZE:+-fsanitize=$DTRAIN_TEST_SANITIZE}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log"
 pc=$(find "$tmp/prefix" -name dtrain.pc | head -n1)
@@ -13,10 +15,10 @@ export PKG_CONFIG_PATH=$(dirname "$pc")
 libdir=$(pkg-config --variable=libdir dtrain)
 test -f "$libdir/libdtrain.so" && test -f "$libdir/libdtrain.a" || { echo "libraries missing in $libdir"; exit 1; }
 
-cc -Wall -Wextra -Werror -o "$tmp/consumer_shared" "$src/tests/install/consumer.c" $(pkg-config --cflags --libs dtrain)
+cc $san -Wall -Wextra -Werror -o "$tmp/consumer_shared" "$src/tests/install/consumer.c" $(pkg-config --cflags --libs dtrain)
 LD_LIBRARY_PATH=$libdir "$tmp/consumer_shared" | tee "$tmp/out1"
 grep -q "consumer ok" "$tmp/out1"
-cc -Wall -Wextra -Werror -o "$tmp/consumer_static" "$src/tests/install/consumer.c" $(pkg-config --cflags dtrain) \
+cc $san -Wall -Wextra -Werror -o "$tmp/consumer_static" "$src/tests/install/consumer.c" $(pkg-config --cflags dtrain) \
    "$libdir/libdtrain.a" $(pkg-config --static --libs-only-l dtrain | sed 's/-ldtrain//')
 "$tmp/consumer_static" | grep -q "consumer ok"
 
@@ -29,7 +31,7 @@ find_package(dtrain 0.1 REQUIRED)
 add_executable(consumer consumer.c)
 target_link_libraries(consumer PRIVATE dtrain::dtrain)
 CM
-cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" > "$tmp/cm.log" 2>&1 || { cat "$tmp/cm.log"; exit 1; }
+cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_C_FLAGS="$san" > "$tmp/cm.log" 2>&1 || { cat "$tmp/cm.log"; exit 1; }
 cmake --build "$tmp/cm/build" > "$tmp/cmb.log" 2>&1 || { cat "$tmp/cmb.log"; exit 1; }
 LD_LIBRARY_PATH=$libdir "$tmp/cm/build/consumer" | grep -q "consumer ok"
 echo "install test passed"

@@ -3,14 +3,15 @@
 
 #include <stdatomic.h>
 
-typedef struct { atomic_int *hits; atomic_int calls; int maxtid; } cover;
+typedef struct { atomic_int *hits; atomic_int calls; atomic_int maxtid; } cover;
 
 static void mark(void *arg, int64_t b, int64_t e, int tid)
 {
     cover *c = arg;
     for (int64_t i = b; i < e; i++) atomic_fetch_add(&c->hits[i], 1);
     atomic_fetch_add(&c->calls, 1);
-    if (tid > c->maxtid) c->maxtid = tid;
+    int m = atomic_load(&c->maxtid);
+    while (tid > m && !atomic_compare_exchange_weak(&c->maxtid, &m, tid)) {}
 }
 
 static void t_parallel_for(void)
@@ -29,7 +30,7 @@ static void t_parallel_for(void)
                 dt_threadpool_parallel_for(p, n, 1, mark, &c);
                 for (int64_t i = 0; i < n; i++) DT_ASSERT_EQ(atomic_load(&hits[i]), 1);
                 DT_ASSERT(atomic_load(&c.calls) <= sizes[s]);
-                DT_ASSERT(c.maxtid < sizes[s]);
+                DT_ASSERT(atomic_load(&c.maxtid) < sizes[s]);
                 dt_free(hits);
             }
         }
