@@ -5,5 +5,6 @@
 #include <dtrain/util.h>
 #include <dtrain/dtype.h>
 #include <dtrain/store.h>
+#include <dtrain/safetensors.h>
 
 #endif /* DTRAIN_DTRAIN_H */
