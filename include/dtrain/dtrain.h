@@ -6,5 +6,6 @@
 #include <dtrain/dtype.h>
 #include <dtrain/store.h>
 #include <dtrain/safetensors.h>
+#include <dtrain/idx.h>
 
 #endif /* DTRAIN_DTRAIN_H */
