@@ -150,30 +150,6 @@ static int build_header(const char *label, const dt_st_entry *e, size_t n, const
     return 0;
 }
 
-/* ENOSPC and EDQUOT are "disk full"; anything else a write failure is an I/O error. */
-static int io_error(int err, const char *what, const char *label)
-{
-    int code = (err == ENOSPC || err == EDQUOT) ? DT_ENOSPC : DT_EIO;
-    return dt_set_error_errno(code, err, "%s %s", what, label);
-}
-
-static int write_all(int fd, const void *buf, size_t len, const char *label)
-{
-    const char *p = buf;
-    while (len) {
-        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return io_error(errno, "writing", label);
-        }
-        if (w == 0) return dt_set_error(DT_EIO, "writing %s: write returned 0", label);
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int dt_st_write_fd(int fd, const char *label, const dt_st_entry *entries, size_t n,
                    const dt_st_meta *meta, size_t nmeta)
 {
@@ -184,59 +160,37 @@ int dt_st_write_fd(int fd, const char *label, const dt_st_entry *entries, size_t
     if (rc < 0) goto out;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hb.len >> (8 * i));
-    DT_CHECK_GOTO(write_all(fd, len8, 8, label), rc, out);
-    DT_CHECK_GOTO(write_all(fd, hb.p, hb.len, label), rc, out);
+    DT_CHECK_GOTO(dt_write_all(fd, len8, 8, label), rc, out);
+    DT_CHECK_GOTO(dt_write_all(fd, hb.p, hb.len, label), rc, out);
     for (size_t i = 0; i < n; i++) {
         uint64_t bytes = dt_dtype_size(entries[i].dtype);
         for (int d = 0; d < entries[i].ndim; d++) bytes *= (uint64_t)entries[i].shape[d];
-        if (bytes) DT_CHECK_GOTO(write_all(fd, entries[i].data, (size_t)bytes, label), rc, out);
+        if (bytes) DT_CHECK_GOTO(dt_write_all(fd, entries[i].data, (size_t)bytes, label), rc, out);
     }
 out:
     dt_free(hb.p);
     return rc;
 }
 
+typedef struct {
+    const char *path;
+    const dt_st_entry *entries;
+    size_t n;
+    const dt_st_meta *meta;
+    size_t nmeta;
+} st_write_ctx;
+
+static int st_writer(int fd, void *p)
+{
+    st_write_ctx *c = p;
+    return dt_st_write_fd(fd, c->path, c->entries, c->n, c->meta, c->nmeta);
+}
+
 int dt_st_write(const char *path, const dt_st_entry *entries, size_t n,
                 const dt_st_meta *meta, size_t nmeta)
 {
-    if (!path || !path[0]) return dt_set_error(DT_EINVAL, "dt_st_write: empty path");
-    size_t plen = strlen(path);
-    char *tmp = dt_alloc(plen + 16, DT_MEM_OTHER);
-    char *dir = dt_alloc(plen + 2, DT_MEM_OTHER);
-    int fd = -1, rc = 0;
-    if (!tmp || !dir) { rc = dt_error_wrap(DT_ENOMEM, "writing %s", path); goto out; }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = dt_set_error_errno(errno == ENOSPC || errno == EDQUOT ? DT_ENOSPC : DT_ESYS, errno,
-                                "creating a temporary file for %s", path);
-        tmp[0] = 0;
-        goto out;
-    }
-    if (fchmod(fd, 0644) < 0) { rc = dt_set_error_errno(DT_ESYS, errno, "chmod %s", tmp); goto out; }
-    DT_CHECK_GOTO(dt_st_write_fd(fd, path, entries, n, meta, nmeta), rc, out);
-    if (fsync(fd) < 0) { rc = io_error(errno, "syncing", path); goto out; }
-    int cfd = fd;
-    fd = -1;
-    if (close(cfd) < 0) { rc = io_error(errno, "closing", path); goto out; }
-    if (rename(tmp, path) < 0) { rc = dt_set_error_errno(DT_ESYS, errno, "renaming %s to %s", tmp, path); goto out; }
-    tmp[0] = 0; /* renamed: nothing to remove */
-    /* Make the rename durable: fsync the directory that holds path. */
-    memcpy(dir, path, plen + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) { rc = dt_set_error_errno(DT_ESYS, errno, "opening directory %s to sync %s", dir, path); goto out; }
-    if (fsync(dfd) < 0 && errno != EINVAL) rc = io_error(errno, "syncing the directory of", path);
-    close(dfd);
-out:
-    if (fd >= 0) close(fd);
-    if (tmp && tmp[0]) unlink(tmp);
-    dt_free(tmp);
-    dt_free(dir);
-    return rc;
+    st_write_ctx c = {path, entries, n, meta, nmeta};
+    return dt_file_write_atomic(path, st_writer, &c);
 }
 
 /* ================================================================= reading */
