@@ -7,5 +7,6 @@
 #include <dtrain/store.h>
 #include <dtrain/safetensors.h>
 #include <dtrain/idx.h>
+#include <dtrain/optim.h>
 
 #endif /* DTRAIN_DTRAIN_H */
