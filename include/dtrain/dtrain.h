@@ -8,5 +8,6 @@
 #include <dtrain/safetensors.h>
 #include <dtrain/idx.h>
 #include <dtrain/optim.h>
+#include <dtrain/sampler.h>
 
 #endif /* DTRAIN_DTRAIN_H */
