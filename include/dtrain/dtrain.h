@@ -9,5 +9,6 @@
 #include <dtrain/idx.h>
 #include <dtrain/optim.h>
 #include <dtrain/sampler.h>
+#include <dtrain/crc32c.h>
 
 #endif /* DTRAIN_DTRAIN_H */
