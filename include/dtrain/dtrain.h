@@ -10,5 +10,6 @@
 #include <dtrain/optim.h>
 #include <dtrain/sampler.h>
 #include <dtrain/crc32c.h>
+#include <dtrain/tokens.h>
 
 #endif /* DTRAIN_DTRAIN_H */
