@@ -427,7 +427,7 @@ static const char *st_python(void)
     if (env && *env) return env;
     static const char *venv = "/tmp/stvenv/bin/python";
     if (dt_py_sh("%s -c 'import safetensors.torch' >/dev/null 2>&1", venv) == 0) return venv;
-    if (dt_py_sh("(" DT_PY " -m venv --system-site-packages /tmp/stvenv && timeout 120 /tmp/stvenv/bin/pip install -q "
+    if (dt_py_sh("(" DT_PY " -m venv --system-site-packages /tmp/stvenv && timeout 60 /tmp/stvenv/bin/pip install -q --retries 0 --timeout 10 "
                  "safetensors) >/dev/null 2>&1") == 0 &&
         dt_py_sh("%s -c 'import safetensors.torch' >/dev/null 2>&1", venv) == 0)
         return venv;
