@@ -23,6 +23,11 @@ typedef struct {
 void dt_mt19937_seed(dt_mt19937 *g, uint64_t seed);
 uint32_t dt_mt19937_next(dt_mt19937 *g);
 
+/* torch.randint(low, high, (n,), generator=g) (int64) on the CPU: each value is
+ * low + draw % (high - low), where draw is one next() when the range is below 2^32 and
+ * (next() << 32 | next()) otherwise. DT_EINVAL when high <= low. */
+int dt_randint(dt_mt19937 *g, int64_t low, int64_t high, int64_t n, int64_t *out);
+
 /* torch.randperm(n, generator=g) on the CPU: out = 0..n-1, then for i = 0..n-2 swap
  * out[i] and out[i + next() % (n - i)]. Advances g by n - 1 draws (none for n <= 1).
  * out has room for n. */

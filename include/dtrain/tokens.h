@@ -1,10 +1,11 @@
 /* dtrain token streams: token files (u8 or u16, memory-mapped), the fortunes corpus of
  * the reference GPT job, train/validation splits, and the job's sequential window rule.
- * Produces token windows (int64, as torch.long); batching across workers, random
- * windows and tokenisers are not here. */
+ * Produces token windows (int64, as torch.long); worker threads and tokenisers are
+ * not here. */
 #ifndef DTRAIN_TOKENS_H
 #define DTRAIN_TOKENS_H
 
+#include <dtrain/sampler.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -56,6 +57,12 @@ int dt_tokens_window(dt_token_span s, int64_t start, int64_t T, int64_t *x, int6
  * sequential order over s. */
 int dt_tokens_seq_batch(dt_token_span s, int64_t k, int64_t world, int64_t rank, int64_t B, int64_t T, int64_t *x,
                         int64_t *y);
+
+/* The reference job's random order: starts = torch.randint(len - T - 1, (B,),
+ * generator=g), then the B windows (x, y as in dt_tokens_seq_batch). The job seeds
+ * one generator per rank with 1000 + 1000*seed + rank and draws from it for every
+ * train batch, then for its 10 validation batches. DT_EINVAL when len <= T + 1. */
+int dt_tokens_random_batch(dt_token_span s, dt_mt19937 *g, int64_t B, int64_t T, int64_t *x, int64_t *y);
 
 #ifdef __cplusplus
 }

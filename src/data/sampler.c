@@ -38,6 +38,24 @@ uint32_t dt_mt19937_next(dt_mt19937 *g)
     return y;
 }
 
+int dt_randint(dt_mt19937 *g, int64_t low, int64_t high, int64_t n, int64_t *out)
+{
+    if (high <= low)
+        return dt_set_error(DT_EINVAL, "randint: high %lld must be above low %lld", (long long)high, (long long)low);
+    uint64_t range = (uint64_t)high - (uint64_t)low;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t v;
+        if (range >= (UINT64_C(1) << 32)) {
+            uint64_t hi = dt_mt19937_next(g), lo = dt_mt19937_next(g);
+            v = hi << 32 | lo;
+        } else {
+            v = dt_mt19937_next(g);
+        }
+        out[i] = (int64_t)((uint64_t)low + v % range);
+    }
+    return 0;
+}
+
 void dt_randperm(dt_mt19937 *g, int64_t n, int64_t *out)
 {
     for (int64_t i = 0; i < n; i++) out[i] = i;

@@ -1,6 +1,6 @@
 /* Token streams: mapped u8/u16 token files and the fortunes corpus (read into one
  * buffer), the reference GPT job's train/val split and sequential window rule.
- * No tokeniser and no random windows (those need the tensor layer's RNG). */
+ * Random windows use torch's generator (sampler.c). No tokeniser. */
 #include <dtrain/tokens.h>
 #include <dtrain/util.h>
 
@@ -220,5 +220,18 @@ int dt_tokens_seq_batch(dt_token_span s, int64_t k, int64_t world, int64_t rank,
         DT_CHECK(dt_tokens_window(s, start, T, x + j * T, y + j * T));
     }
     if (B < 1) return dt_set_error(DT_EINVAL, "sequential batch: B %lld < 1", (long long)B);
+    return 0;
+}
+
+int dt_tokens_random_batch(dt_token_span s, dt_mt19937 *g, int64_t B, int64_t T, int64_t *x, int64_t *y)
+{
+    if (!g || B < 1 || T < 1 || s.len <= T + 1)
+        return dt_set_error(DT_EINVAL, "random windows: B %lld, T %lld over %lld tokens (needs more than T + 1)", (long long)B,
+                            (long long)T, (long long)s.len);
+    for (int64_t j = 0; j < B; j++) {
+        int64_t start;
+        DT_CHECK(dt_randint(g, 0, s.len - T - 1, 1, &start));
+        DT_CHECK(dt_tokens_window(s, start, T, x + j * T, y + j * T));
+    }
     return 0;
 }

@@ -2,6 +2,7 @@
 # safetensors file (safetensors_min). Tensor names carry the case:
 #   perm.<n>.<seed>                                      torch.randperm(n, generator=manual_seed(seed))
 #   ds.<n>.<R>.<rank>.<drop_last>.<shuffle>.<seed>.<epoch>  list(DistributedSampler(...)) after set_epoch
+#   randint.<seed>.<low>.<high>                          torch.randint(low, high, (50,)) then randint(0, 1000, (3,))
 # (negative seeds are written with an 'm': m3 is -3)
 import os, sys, torch
 from torch.utils.data import DistributedSampler
@@ -14,6 +15,14 @@ for n in (0, 1, 2, 10, 100, 1000, 4097, 60000):
     for seed in (0, 1, 42, 123456789, 2**32 + 7, -3):
         g = torch.Generator(); g.manual_seed(seed)
         out[f"perm.{n}.{s(seed)}"] = torch.randperm(n, generator=g)
+
+for seed in (0, 5, 2**32 + 9):
+    for low, high in ((0, 10), (0, 2), (-7, 100), (0, 2**31 + 5), (0, 2**32 - 1), (0, 2**32), (3, 2**33 + 7),
+                      (-2**40, 2**40), (0, 2**62 + 1)):
+        g = torch.Generator(); g.manual_seed(seed)
+        a = torch.randint(low, high, (50,), generator=g)
+        b = torch.randint(0, 1000, (3,), generator=g)  # where the generator stands afterwards
+        out[f"randint.{s(seed)}.{s(low)}.{s(high)}"] = torch.cat([a, b])
 
 class Sized:
     def __init__(self, n): self.n = n

@@ -87,6 +87,32 @@ static void t_randperm_vs_torch(void)
     DT_ASSERT_EQ(cases, 48);
 }
 
+static void t_randint_vs_torch(void)
+{
+    if (!g_ref) return;
+    int cases = 0;
+    for (size_t i = 0; i < dt_st_count(g_ref); i++) {
+        const dt_st_tensor *t = dt_st_at(g_ref, i);
+        if (strncmp(t->name, "randint.", 8) != 0) continue;
+        const char *s = t->name + 8;
+        int64_t seed = parse_i(&s), low = parse_i(&s), high = parse_i(&s);
+        int64_t mine[53];
+        dt_mt19937 g;
+        dt_mt19937_seed(&g, (uint64_t)seed);
+        DT_ASSERT_OK(dt_randint(&g, low, high, 50, mine));
+        DT_ASSERT_OK(dt_randint(&g, 0, 1000, 3, mine + 50));
+        for (int k = 0; k < 50; k++) DT_ASSERT(mine[k] >= low && mine[k] < high);
+        DT_ASSERT_EQ(t->numel, 53);
+        DT_ASSERT_MSG(memcmp(mine, t->data, sizeof mine) == 0, "%s differs from torch", t->name);
+        cases++;
+    }
+    DT_ASSERT_EQ(cases, 27);
+    dt_mt19937 g;
+    dt_mt19937_seed(&g, 1);
+    int64_t x;
+    DT_ASSERT_ERR(dt_randint(&g, 5, 5, 1, &x), DT_EINVAL);
+}
+
 static void t_sampler_vs_torch(void)
 {
     if (!g_ref) return;
@@ -235,6 +261,7 @@ int main(void)
     DT_RUN(t_mt19937_known);
     DT_RUN(t_randperm_rules);
     DT_RUN(t_randperm_vs_torch);
+    DT_RUN(t_randint_vs_torch);
     DT_RUN(t_sampler_vs_torch);
     DT_RUN(t_sampler_rules);
     DT_RUN(t_alloc_sweep);

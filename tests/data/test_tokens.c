@@ -177,8 +177,33 @@ static void check_vs_python(const char *dir, const char *label)
         }
         cases++;
     }
+    /* the random order: replay each rank's generator through 5 train and 10 val batches */
+    const int64_t sr[3][2] = {{0, 0}, {0, 1}, {3, 2}};
+    int rnd = 0;
+    for (int c = 0; c < 3; c++) {
+        dt_mt19937 g;
+        dt_mt19937_seed(&g, (uint64_t)(1000 + sr[c][0] * 1000 + sr[c][1]));
+        for (int b = 0; b < 15; b++) {
+            char name[96];
+            snprintf(name, sizeof name, "rnd.%lld.%lld.%s.%d", (long long)sr[c][0], (long long)sr[c][1], b < 5 ? "train" : "val",
+                     b < 5 ? b : b - 5);
+            const dt_st_tensor *w = dt_st_find(f, name);
+            dt_token_span sp = b < 5 ? tr : va;
+            int64_t want[16];
+            if (!w || w->numel != 16) { bad++; continue; }
+            memcpy(want, w->data, sizeof want);
+            if (dt_tokens_random_batch(sp, &g, 16, 128, x, y) < 0) { bad++; continue; }
+            for (int j = 0; j < 16; j++) {
+                int64_t wx[128], wy[128];
+                dt_tokens_window(sp, want[j], 128, wx, wy);
+                if (memcmp(wx, x + j * 128, sizeof wx) || memcmp(wy, y + j * 128, sizeof wy)) bad++;
+            }
+            rnd++;
+        }
+    }
     dt_tokens_free(t);
     dt_st_close(f);
+    DT_ASSERT_EQ(rnd, 45);
     DT_ASSERT_MSG(same, "%s corpus differs from python's (%s)", label, same_len ? "bytes" : "length");
     DT_ASSERT_EQ(va.len, n_val);
     DT_ASSERT_EQ(bad, 0);
