@@ -47,6 +47,20 @@ int dt_idx_read(const char *path, dt_idx *out);
 /* Free the data; the struct is zeroed. NULL and zeroed structs are fine. */
 void dt_idx_free(dt_idx *a);
 
+/* Mean and standard deviation of the Fashion-MNIST training pixels (scaled to [0, 1]),
+ * as the reference job normalises with. */
+#define DT_FMNIST_MEAN 0.2860f
+#define DT_FMNIST_STD 0.3530f
+
+/* u8 pixels to f32 exactly as the reference job's numpy does it
+ * ((x.astype(float32) / 255.0 - mean) / std, each step in f32):
+ * out[i] = ((float)v / 255.0f - mean) / std. DT_EDTYPE unless a->type is U8. */
+int dt_idx_normalize_u8(const dt_idx *a, float mean, float std, float *out);
+
+/* Elements (u8, i8, i16 or i32) widened to int64, e.g. labels for cross_entropy.
+ * DT_EDTYPE for f32/f64. */
+int dt_idx_to_i64(const dt_idx *a, int64_t *out);
+
 /* The dtrain dtype of an IDX type (U8, I32, F32, F64), or DT_EUNSUPPORTED (I8, I16). */
 int dt_idx_dtype(dt_idx_type t, dt_dtype *out);
 

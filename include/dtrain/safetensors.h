@@ -39,8 +39,10 @@ typedef struct {
     const char *value;
 } dt_st_meta;
 
-/* Write a safetensors file at path: tensors in the order given (data offsets
- * ascending in that order), __metadata__ first when nmeta > 0. The bytes go to a
+/* Write a safetensors file at path. Layout: the tensors with 8-byte elements first,
+ * then 4, 2 and 1, each group in the order given, so every tensor's data is aligned
+ * to its element size (the header is padded to 8); the JSON lists them in that order
+ * after __metadata__ (present when nmeta > 0). The bytes go to a
  * temporary file in the same directory, which is fsync'd, renamed over path, and
  * the directory fsync'd; on any failure the temporary is removed and a previous
  * file at path is left whole.
@@ -60,8 +62,9 @@ typedef struct dt_st_file dt_st_file;
 
 /* One tensor of an open file. All pointers are borrowed from the dt_st_file and
  * valid until dt_st_close. data points into the file's bytes and is only as
- * aligned as the file makes it (8 bytes for files whose header is padded, as
- * ours and the reference's are): use memcpy or dt_st_read_into. */
+ * aligned as the file makes it: files from dt_st_write (and the safetensors
+ * package) align each tensor to its element size; others may not, so use memcpy
+ * or dt_st_read_into for files from elsewhere. */
 typedef struct {
     const char *name;
     dt_dtype dtype;

@@ -162,3 +162,29 @@ out:
     if (rc < 0) memset(out, 0, sizeof *out);
     return rc;
 }
+
+int dt_idx_normalize_u8(const dt_idx *a, float mean, float std, float *out)
+{
+    if (!a || a->type != DT_IDX_U8) return dt_set_error(DT_EDTYPE, "dt_idx_normalize_u8: the data is not u8");
+    /* 256 possible inputs: build the table once, then look up */
+    float lut[256];
+    for (int v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - mean) / std;
+    const uint8_t *x = a->data;
+    for (int64_t i = 0; i < a->numel; i++) out[i] = lut[x[i]];
+    return 0;
+}
+
+int dt_idx_to_i64(const dt_idx *a, int64_t *out)
+{
+    if (!a) return dt_set_error(DT_EINVAL, "dt_idx_to_i64: NULL");
+    for (int64_t i = 0; i < a->numel; i++) {
+        switch (a->type) {
+        case DT_IDX_U8: out[i] = ((const uint8_t *)a->data)[i]; break;
+        case DT_IDX_I8: out[i] = ((const int8_t *)a->data)[i]; break;
+        case DT_IDX_I16: out[i] = ((const int16_t *)a->data)[i]; break;
+        case DT_IDX_I32: out[i] = ((const int32_t *)a->data)[i]; break;
+        default: return dt_set_error(DT_EDTYPE, "dt_idx_to_i64: floating-point IDX data");
+        }
+    }
+    return 0;
+}

@@ -75,9 +75,12 @@ static void sb_json_str(sbuf *b, const char *s)
 
 static int cmp_cstr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* Checks the entries and builds the padded header; *data_len gets the data section size. */
+/* Checks the entries and builds the padded header; *data_len gets the data section
+ * size and *order_out (dt_alloc'd, the caller frees) the layout order: entries by
+ * element size, largest first, in the given order within a size, so every tensor's
+ * data starts at a multiple of its element size (the reference writer aligns too). */
 static int build_header(const char *label, const dt_st_entry *e, size_t n, const dt_st_meta *meta,
-                        size_t nmeta, sbuf *hb, uint64_t *data_len)
+                        size_t nmeta, sbuf *hb, uint64_t *data_len, size_t **order_out)
 {
     if (n && !e) return dt_set_error(DT_EINVAL, "%s: NULL entries with n = %zu", label, n);
     if (nmeta && !meta) return dt_set_error(DT_EINVAL, "%s: NULL metadata with nmeta = %zu", label, nmeta);
@@ -122,6 +125,14 @@ static int build_header(const char *label, const dt_st_entry *e, size_t n, const
         dt_free(names);
     }
 
+    size_t *order = dt_alloc((n ? n : 1) * sizeof *order, DT_MEM_OTHER);
+    if (!order) return dt_error_wrap(DT_ENOMEM, "%s: writing safetensors", label);
+    *order_out = order;
+    size_t k = 0;
+    for (size_t es = 8; es >= 1; es /= 2)
+        for (size_t i = 0; i < n; i++)
+            if (dt_dtype_size(e[i].dtype) == es) order[k++] = i;
+
     sb_put(hb, "{", 1);
     if (nmeta) {
         sb_str(hb, "\"__metadata__\":{");
@@ -134,10 +145,11 @@ static int build_header(const char *label, const dt_st_entry *e, size_t n, const
         sb_str(hb, n ? "}," : "}");
     }
     off = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t oi = 0; oi < n; oi++) {
+        size_t i = order[oi];
         uint64_t bytes = dt_dtype_size(e[i].dtype);
         for (int d = 0; d < e[i].ndim; d++) bytes *= (uint64_t)e[i].shape[d];
-        if (i) sb_put(hb, ",", 1);
+        if (oi) sb_put(hb, ",", 1);
         sb_json_str(hb, e[i].name);
         sb_fmt(hb, ":{\"dtype\":\"%s\",\"shape\":[", dt_dtype_st_name(e[i].dtype));
         for (int d = 0; d < e[i].ndim; d++) sb_fmt(hb, d ? ",%" PRId64 : "%" PRId64, e[i].shape[d]);
@@ -156,18 +168,21 @@ int dt_st_write_fd(int fd, const char *label, const dt_st_entry *entries, size_t
     if (!label) label = "(safetensors)";
     sbuf hb = {0};
     uint64_t data_len = 0;
-    int rc = build_header(label, entries, n, meta, nmeta, &hb, &data_len);
+    size_t *order = NULL;
+    int rc = build_header(label, entries, n, meta, nmeta, &hb, &data_len, &order);
     if (rc < 0) goto out;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hb.len >> (8 * i));
     DT_CHECK_GOTO(dt_write_all(fd, len8, 8, label), rc, out);
     DT_CHECK_GOTO(dt_write_all(fd, hb.p, hb.len, label), rc, out);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t bytes = dt_dtype_size(entries[i].dtype);
-        for (int d = 0; d < entries[i].ndim; d++) bytes *= (uint64_t)entries[i].shape[d];
-        if (bytes) DT_CHECK_GOTO(dt_write_all(fd, entries[i].data, (size_t)bytes, label), rc, out);
+    for (size_t oi = 0; oi < n; oi++) {
+        const dt_st_entry *en = &entries[order[oi]];
+        uint64_t bytes = dt_dtype_size(en->dtype);
+        for (int d = 0; d < en->ndim; d++) bytes *= (uint64_t)en->shape[d];
+        if (bytes) DT_CHECK_GOTO(dt_write_all(fd, en->data, (size_t)bytes, label), rc, out);
     }
 out:
+    dt_free(order);
     dt_free(hb.p);
     return rc;
 }

@@ -272,6 +272,47 @@ static void t_corrupt(void)
     free(b);
 }
 
+/* The normalisation of the reference job, for every one of the 256 pixel values,
+ * bit for bit against numpy's own (x.astype(float32) / 255.0 - 0.2860) / 0.3530 on
+ * a 4-d array as the job has (elementwise, so this covers every image). */
+static void t_normalize_vs_numpy(void)
+{
+    if (dt_py_sh(DT_PY " -c 'import numpy' >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP t_normalize_vs_numpy: " DT_PY " cannot import numpy\n");
+        return;
+    }
+    char out[600];
+    snprintf(out, sizeof out, "%s/norm.txt", g_dir);
+    DT_ASSERT_EQ(dt_py_sh(DT_PY " -c 'import numpy as np; x = np.arange(256, dtype=np.uint8).reshape(-1, 1, 16, 16)"
+                          ".astype(np.float32) / 255.0; x = (x - 0.2860) / 0.3530; assert x.dtype == np.float32; "
+                          "print(*x.reshape(-1).view(np.uint32).tolist())' > %s", out), 0);
+    FILE *fp = fopen(out, "r");
+    DT_ASSERT(fp);
+    uint8_t v[256];
+    for (int i = 0; i < 256; i++) v[i] = (uint8_t)i;
+    dt_idx a = {.type = DT_IDX_U8, .ndim = 1, .dims = {256}, .numel = 256, .elem_size = 1, .data = v};
+    float mine[256];
+    DT_ASSERT_OK(dt_idx_normalize_u8(&a, DT_FMNIST_MEAN, DT_FMNIST_STD, mine));
+    int bad = 0, n = 0;
+    for (int i = 0; i < 256; i++) {
+        unsigned long w;
+        if (fscanf(fp, "%lu", &w) != 1) { bad++; continue; }
+        uint32_t u;
+        memcpy(&u, &mine[i], 4);
+        if (u != w) { bad++; fprintf(stderr, "pixel %d: %08x vs numpy %08lx\n", i, u, w); }
+        n++;
+    }
+    fclose(fp);
+    DT_ASSERT_EQ(bad, 0);
+    DT_ASSERT_EQ(n, 256);
+    int64_t lab[8];
+    DT_ASSERT_OK(dt_idx_to_i64(&a, lab));
+    DT_ASSERT_EQ(lab[7], 7);
+    a.type = DT_IDX_F32;
+    DT_ASSERT_ERR(dt_idx_normalize_u8(&a, 0, 1, mine), DT_EDTYPE);
+    DT_ASSERT_ERR(dt_idx_to_i64(&a, lab), DT_EDTYPE);
+}
+
 static void t_alloc_sweep(void)
 {
     uint8_t good[12 + 6] = {0, 0, 0x0B, 2, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
@@ -305,6 +346,7 @@ int main(void)
     DT_RUN(t_fmnist_vs_numpy);
     DT_RUN(t_types);
     DT_RUN(t_corrupt);
+    DT_RUN(t_normalize_vs_numpy);
     DT_RUN(t_alloc_sweep);
     dt_py_sh("rm -rf %s", g_dir);
     return DT_TEST_END();
