@@ -52,7 +52,8 @@ typedef struct {
  * into out. DT_EINVAL for n < 0, R < 1, rank outside 0..R-1, drop_last with uneven;
  * DT_ENOMEM. */
 int dt_sampler_indices_for(int64_t n, const dt_sampler_opts *o, int64_t epoch, int64_t *out);
-/* How many indices rank gets per epoch (torch's num_samples; for uneven, ceil or floor). */
+/* How many indices rank gets per epoch (torch's num_samples; for uneven, ceil or
+ * floor of n/R); -1 with DT_EINVAL for the options dt_sampler_indices_for rejects. */
 int64_t dt_sampler_count(int64_t n, const dt_sampler_opts *o);
 
 /* A sampler over a dataset of n items: set_epoch, then read this epoch's indices. */

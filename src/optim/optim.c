@@ -9,6 +9,7 @@
 #include <dtrain/util.h>
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -262,13 +263,15 @@ void dt__optim_force_generic(int on) { g_force_generic = on; }
 static int use_fma(void)
 {
 #ifdef DT__HAVE_FMA_PATH
-    static int known = -1;
+    static _Atomic int known = -1; /* threads that race here all store the same value */
     if (g_force_generic) return 0;
-    if (known < 0) {
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        atomic_store_explicit(&known, k, memory_order_relaxed);
     }
-    return known;
+    return k;
 #else
     return 0;
 #endif

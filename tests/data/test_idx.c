@@ -305,9 +305,10 @@ static void t_normalize_vs_numpy(void)
     fclose(fp);
     DT_ASSERT_EQ(bad, 0);
     DT_ASSERT_EQ(n, 256);
-    int64_t lab[8];
+    int64_t lab[256];
     DT_ASSERT_OK(dt_idx_to_i64(&a, lab));
     DT_ASSERT_EQ(lab[7], 7);
+    DT_ASSERT_EQ(lab[255], 255);
     a.type = DT_IDX_F32;
     DT_ASSERT_ERR(dt_idx_normalize_u8(&a, 0, 1, mine), DT_EDTYPE);
     DT_ASSERT_ERR(dt_idx_to_i64(&a, lab), DT_EDTYPE);
