@@ -27,13 +27,26 @@ static inline int dt_py_sh(const char *fmt, ...)
     return WEXITSTATUS(st);
 }
 
-/* True when /usr/bin/python3 imports torch and numpy; otherwise prints why not (once). */
+/* The reference programs (safetensors_min.py, the torch jobs) are not copied
+ * into the project: they are read from ../shared/bench beside the checkout. */
+#ifdef DT_SRC_DIR
+#define DT_SHARED_BENCH DT_SRC_DIR "/../shared/bench"
+#endif
+
+/* True when /usr/bin/python3 imports torch and numpy and the shared reference
+ * programs are present; otherwise prints why not (once). */
 static inline int dt_py_have_torch(void)
 {
     static int known = -1;
     if (known < 0) {
         known = dt_py_sh(DT_PY " -c 'import torch, numpy' >/dev/null 2>&1") == 0;
         if (!known) fprintf(stderr, "SKIP: " DT_PY " cannot import torch and numpy; PyTorch comparisons skipped\n");
+#ifdef DT_SHARED_BENCH
+        if (known && dt_py_sh("test -f " DT_SHARED_BENCH "/safetensors_min.py") != 0) {
+            known = 0;
+            fprintf(stderr, "SKIP: " DT_SHARED_BENCH "/safetensors_min.py not found; PyTorch comparisons skipped\n");
+        }
+#endif
     }
     return known;
 }

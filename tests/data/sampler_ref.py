@@ -6,7 +6,7 @@
 # (negative seeds are written with an 'm': m3 is -3)
 import os, sys, torch
 from torch.utils.data import DistributedSampler
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tensor"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "bench"))  # ../shared/bench beside the checkout
 import safetensors_min as st
 
 def s(x): return f"m{-x}" if x < 0 else str(x)

@@ -4,7 +4,7 @@
 # x.<...>, y.<...> = the (B, T) batches of the first train case, as the job builds them;
 # rnd.<seed>.<rank>.<train|val>.<i> = the random order's window starts (B 16, T 128).
 import glob, os, sys, torch
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tensor"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "bench"))  # ../shared/bench beside the checkout
 import safetensors_min as st
 d, out_path = sys.argv[1], sys.argv[2]
 files = sorted(f for f in glob.glob(os.path.join(d, "*")) if os.path.isfile(f) and not f.endswith((".dat", ".u8")))

@@ -9,7 +9,7 @@
 # Clipping: clip.<m>.grad.<j> before, clip.<m>.out.<j> after, clip.<m>.norm (F32 [1]).
 import os, sys, warnings, torch
 warnings.filterwarnings("ignore")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tensor"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "bench"))  # ../shared/bench beside the checkout
 import safetensors_min as st
 
 torch.manual_seed(1234)

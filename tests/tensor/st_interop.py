@@ -5,7 +5,7 @@
 #   st_interop.py check-min F   load F (written by dtrain) with safetensors_min.load and check every value
 #   st_interop.py check-pkg F   load F with the safetensors package and check every value and metadata
 import os, sys, numpy as np, torch
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "bench"))  # ../shared/bench beside the checkout
 import safetensors_min as st
 
 # name -> (torch dtype, shape); the C test has the same table.
