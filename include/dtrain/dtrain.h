@@ -5,5 +5,12 @@
 #include <dtrain/util.h>
 #include <dtrain/dtype.h>
 #include <dtrain/store.h>
+#include <dtrain/safetensors.h>
+#include <dtrain/idx.h>
+#include <dtrain/optim.h>
+#include <dtrain/sampler.h>
+#include <dtrain/crc32c.h>
+#include <dtrain/tokens.h>
+#include <dtrain/checkpoint.h>
 
 #endif /* DTRAIN_DTRAIN_H */

@@ -181,6 +181,25 @@ void dt_alloc_fail_at(int64_t n);
 /* Allocations made since the last dt_alloc_fail_at() call (to size a sweep). */
 int64_t dt_alloc_count_since_arm(void);
 
+/* ---------------------------------------------------------------- files
+ * Durable writes: what checkpoints, snapshots and weight files go through. */
+
+/* Write len bytes, retrying short writes and EINTR. ENOSPC/EDQUOT give
+ * DT_ENOSPC, other failures DT_EIO; label names the file in the message. */
+int dt_write_all(int fd, const void *buf, size_t len, const char *label);
+
+/* Fills the temporary file fd; returns 0 or a DT_E* code (with the last error set). */
+typedef int (*dt_file_writer)(int fd, void *ctx);
+
+/* Write path atomically: writer fills a temporary file in path's directory,
+ * which is fsync'd, renamed over path, and the directory fsync'd. On any
+ * failure the temporary is removed and a previous file at path stays whole.
+ * Errors: the writer's, DT_ENOSPC (disk or quota full), DT_EIO, DT_ESYS. */
+int dt_file_write_atomic(const char *path, dt_file_writer writer, void *ctx);
+
+/* fsync the directory holding path (after a rename or an unlink in it). */
+int dt_fsync_parent_dir(const char *path);
+
 /* ---------------------------------------------------------------- time */
 int64_t dt_now_ns(void);        /* monotonic */
 double dt_now_s(void);          /* monotonic, seconds */
