@@ -46,6 +46,7 @@ typedef struct {
     int file_world;        /* world size in the file's header; 0 before it is read */
     int64_t joins, leaves;
     bool live;             /* holds the shared byte-1 lock */
+    pid_t owner;           /* the opening process: a forked child's release leaves the file alone */
 } file_store;
 
 /* ------------------------------------------------------------ locks */
@@ -390,7 +391,9 @@ static int join(file_store *f)
 static void file_destroy(dt_store *s)
 {
     file_store *f = (file_store *)s;
-    if (f->live) {
+    /* A forked child shares the parent's open file description, so its locks too:
+     * its release only closes its descriptor (the parent's keeps them). */
+    if (f->live && f->owner == getpid()) {
         ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, 1);
         if (lock_and_refresh(f) == 0) {
             if (append(f, R_LEAVE, "", NULL, 0) == 0) f->leaves++;
@@ -424,6 +427,7 @@ dt_store *dt_store_file(const char *path, int world_size, const dt_store_opts *o
     if (!f) return NULL;
     f->fd = -1;
     f->world_size = world_size;
+    f->owner = getpid();
     int rc = 0;
     DT_CHECK_GOTO(dt__store_init(&f->base, &file_ops, opts, "file store %s", path), rc, fail);
     DT_CHECK_GOTO(dt__kvmap_init(&f->map), rc, fail);

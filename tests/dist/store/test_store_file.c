@@ -231,6 +231,35 @@ static void t_unfinished_clean_run_is_joined(void)
     DT_ASSERT(!exists(g_path));
 }
 
+static dt_store *g_inherited;
+
+static int release_inherited_child(int arg, int i, int n)
+{
+    (void)arg; (void)i; (void)n;
+    dt_store_release(g_inherited);
+    return 0;
+}
+
+static void t_fork_release_inherited(void)
+{
+    /* World 2: the parent and one more. A forked child releasing its copy of the
+     * parent's store is not a participant leaving. */
+    snprintf(g_path, sizeof g_path, "%s", new_path());
+    g_inherited = open_file(g_path, 2, 10000);
+    DT_ASSERT(g_inherited);
+    pid_t pid;
+    spawn(&pid, 1, release_inherited_child, 0);
+    DT_ASSERT_EQ(reap(&pid, 1), 0);
+    dt_store *b = open_file(g_path, 2, 10000);   /* joins the live run, not a fresh file */
+    DT_ASSERT_MSG(b, "second participant: %s", dt_last_error());
+    DT_ASSERT_OK(dt_store_set(g_inherited, "k", "v", 1));
+    ASSERT_GET(b, "k", "v");
+    dt_store_release(b);
+    DT_ASSERT(exists(g_path));
+    dt_store_release(g_inherited);
+    DT_ASSERT(!exists(g_path));
+}
+
 static void t_membership_errors(void)
 {
     snprintf(g_path, sizeof g_path, "%s", new_path());
@@ -342,6 +371,7 @@ int main(void)
     DT_RUN(t_stale_after_crash);
     DT_RUN(t_stale_after_crash_and_clean_leave);
     DT_RUN(t_unfinished_clean_run_is_joined);
+    DT_RUN(t_fork_release_inherited);
     DT_RUN(t_membership_errors);
     DT_RUN(t_not_a_store_file);
     DT_RUN(t_torn_and_corrupt_records);

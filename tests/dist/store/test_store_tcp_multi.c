@@ -9,6 +9,14 @@
 
 #include <pthread.h>
 
+#define ASSERT_GET_TEXT(s, key, text)                                          \
+    do {                                                                       \
+        void *dt__v = NULL; size_t dt__n = 0;                                  \
+        DT_ASSERT_OK(dt_store_get((s), (key), &dt__v, &dt__n));                \
+        DT_ASSERT(dt__n == strlen(text) && memcmp(dt__v, (text), dt__n) == 0); \
+        dt_free(dt__v);                                                        \
+    } while (0)
+
 static dt_store *client(int port, int64_t timeout_ms)
 {
     dt_store_opts o = DT_STORE_OPTS_INIT;
@@ -241,6 +249,32 @@ static void t_clients_killed(void)
     dt_store_release(s);
 }
 
+/* ---- a forked child releasing the store it inherited leaves the parent's server be. */
+
+static dt_store *g_inherited;
+
+static int release_inherited_child(int port, int i, int n)
+{
+    (void)port; (void)i; (void)n;
+    dt_store_release(g_inherited);
+    return 0;
+}
+
+static void t_fork_release_inherited(void)
+{
+    g_inherited = server(0, 20000);
+    DT_ASSERT(g_inherited);
+    pid_t pid;
+    spawn(&pid, 1, release_inherited_child, 0);
+    DT_ASSERT_EQ(reap(&pid, 1), 0);
+    DT_ASSERT_OK(dt_store_set(g_inherited, "still", "here", 4));
+    dt_store *c = client(dt_store_port(g_inherited), 10000);
+    DT_ASSERT_MSG(c, "client: %s", dt_last_error());
+    ASSERT_GET_TEXT(c, "still", "here");
+    dt_store_release(c);
+    dt_store_release(g_inherited);
+}
+
 /* ---- the server's process killed under its clients. */
 
 static int server_child(int port, int i, int n)
@@ -298,6 +332,7 @@ int main(void)
     DT_RUN(t_many_clients_add);
     DT_RUN(t_get_woken_across_processes);
     DT_RUN(t_clients_killed);
+    DT_RUN(t_fork_release_inherited);
     DT_RUN(t_server_killed);
     return DT_TEST_END();
 }
