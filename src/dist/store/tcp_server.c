@@ -53,6 +53,7 @@ typedef struct {
     int park_op;
     char **keys;
     int nkeys;
+    int park_next;                 /* keys[0, park_next) have appeared (torch too does not recheck them) */
     int64_t park_deadline;
     bool dead;
 } conn;
@@ -281,12 +282,20 @@ static void unpark(conn *c)
     c->nkeys = 0;
 }
 
+/* Whether a parked request's keys have all appeared; each key is looked up
+ * until it appears, then not again, so a WAIT on n keys costs O(n) in all. */
+static bool parked_ready(const dt__tcp_server *srv, conn *c)
+{
+    while (c->park_next < c->nkeys && dt__kvmap_find(&srv->map, c->keys[c->park_next])) c->park_next++;
+    return c->park_next == c->nkeys;
+}
+
 /* After a write: answer every parked connection whose keys now all exist. */
 static void wake_parked(dt__tcp_server *srv)
 {
     for (size_t i = 0; i < srv->nconns; i++) {
         conn *c = srv->conns[i];
-        if (c->dead || !c->parked || !keys_exist(srv, c->keys, c->nkeys)) continue;
+        if (c->dead || !c->parked || !parked_ready(srv, c)) continue;
         answer_wait(srv, c, c->park_op, c->keys);
         unpark(c);
     }
@@ -364,6 +373,7 @@ static void on_request(dt__tcp_server *srv, conn *c)
         c->park_op = op;
         c->keys = keys;
         c->nkeys = nkeys;
+        c->park_next = 0;
         c->park_deadline = dt_now_ns() + clamp_timeout(num) * 1000000LL;
         keys = NULL;
         break;
