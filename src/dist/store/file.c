@@ -236,13 +236,6 @@ static int file_set(dt_store *s, const char *key, const void *val, size_t len)
     return rc;
 }
 
-static bool all_exist(file_store *f, const char *const *keys, int nkeys)
-{
-    for (int i = 0; i < nkeys; i++)
-        if (!dt__kvmap_find(&f->map, keys[i])) return false;
-    return true;
-}
-
 /* Re-read the file with backoff until every key exists; with the lock held on
  * success (so a get can copy the value before anyone deletes it). */
 static int wait_keys(file_store *f, const char *const *keys, int nkeys, int64_t timeout_ms)
@@ -252,7 +245,7 @@ static int wait_keys(file_store *f, const char *const *keys, int nkeys, int64_t 
         int rc = lock_op(f, deadline > op_deadline(f) ? deadline : op_deadline(f));
         if (rc == 0) rc = refresh(f);
         if (rc < 0) return rc;
-        if (all_exist(f, keys, nkeys)) return 0;
+        if (dt__kvmap_has_all(&f->map, keys, nkeys)) return 0;
         unlock_op(f);
         if (dt_now_ns() >= deadline) return dt__store_timeout_error(&f->base, keys, nkeys, timeout_ms);
         dt__store_poll_sleep(attempt, deadline);
@@ -312,7 +305,7 @@ static int file_check(dt_store *s, const char *const *keys, int nkeys, bool *exi
 {
     file_store *f = (file_store *)s;
     DT_CHECK(lock_and_refresh(f));
-    *exists = all_exist(f, keys, nkeys);
+    *exists = dt__kvmap_has_all(&f->map, keys, nkeys);
     unlock_op(f);
     return 0;
 }

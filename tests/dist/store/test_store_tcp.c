@@ -258,14 +258,21 @@ static void t_secret(void)
     dt_store_release(srv);
 }
 
-static void t_server_gone(void)
+/* A server of its own and one client of it. */
+static void own_server(dt_store **srv, dt_store **c)
 {
-    dt_store *srv = start_server(NULL, 20000);
-    DT_ASSERT(srv);
+    *srv = start_server(NULL, 20000);
+    DT_ASSERT(*srv);
     dt_store_opts o = DT_STORE_OPTS_INIT;
     o.timeout_ms = 20000;
-    dt_store *c = dt_store_tcp("127.0.0.1", dt_store_port(srv), false, &o);
-    DT_ASSERT(c);
+    *c = dt_store_tcp("127.0.0.1", dt_store_port(*srv), false, &o);
+    DT_ASSERT(*c);
+}
+
+static void t_server_gone(void)
+{
+    dt_store *srv, *c;
+    own_server(&srv, &c);
     DT_ASSERT_OK(dt_store_set(c, "x", "1", 1));
     dt_store_release(srv);   /* the hosting store goes: its server shuts down */
     void *v = NULL;
@@ -286,12 +293,8 @@ static void *release_later(void *p)
 
 static void t_server_gone_while_blocked(void)
 {
-    dt_store *srv = start_server(NULL, 20000);
-    DT_ASSERT(srv);
-    dt_store_opts o = DT_STORE_OPTS_INIT;
-    o.timeout_ms = 20000;
-    dt_store *c = dt_store_tcp("127.0.0.1", dt_store_port(srv), false, &o);
-    DT_ASSERT(c);
+    dt_store *srv, *c;
+    own_server(&srv, &c);
     pthread_t th;
     pthread_create(&th, NULL, release_later, srv);
     const char *k = "never";
