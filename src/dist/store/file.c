@@ -164,6 +164,9 @@ static int refresh(file_store *f)
     struct stat st;
     if (fstat(f->fd, &st) < 0) return dt_set_error_errno(DT_ESYS, errno, "%s: fstat", f->base.desc);
     uint64_t size = (uint64_t)st.st_size;
+    if (size < f->off)
+        return dt_set_error(DT_ESTATE, "%s: the file shrank under us (%llu < %llu bytes): another run started it "
+                            "afresh", f->base.desc, (unsigned long long)size, (unsigned long long)f->off);
     unsigned char hdr[FS_HDR];
     unsigned char *body = NULL;
     int rc = 0;
@@ -387,14 +390,17 @@ static void file_destroy(dt_store *s)
     /* A forked child shares the parent's open file description, so its locks too:
      * its release only closes its descriptor (the parent's keeps them). */
     if (f->live && f->owner == getpid()) {
-        ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, 1);
+        /* Stop being live only under the operation lock, so that no joiner can
+         * judge the file stale (and start it afresh) while we are leaving it. */
         if (lock_and_refresh(f) == 0) {
+            ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, 1);
             if (append(f, R_LEAVE, "", NULL, 0) == 0) f->leaves++;
             if (f->joins >= f->file_world && f->leaves >= f->joins && still_at_path(f)) {
                 if (unlink(f->path) < 0) DT_LOGW(STORE, "%s: could not delete the file: %s", s->desc, strerror(errno));
             }
             unlock_op(f);
         } else {
+            ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, 1);
             DT_LOGW(STORE, "%s: leaving without a record: %s", s->desc, dt_last_error());
         }
     }

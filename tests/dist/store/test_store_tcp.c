@@ -380,6 +380,21 @@ static void t_wait_for_workers(void)
     dt_store_release(srv);
 }
 
+static void t_wildcard_host(void)
+{
+    /* Every interface, asked for explicitly; the hosting client dials loopback. */
+    dt_store_opts o = DT_STORE_OPTS_INIT;
+    o.timeout_ms = 5000;
+    dt_store *srv = dt_store_tcp("0.0.0.0", 0, true, &o);
+    DT_ASSERT_MSG(srv, "server: %s", dt_last_error());
+    dt_store *c = dt_store_tcp("localhost", dt_store_port(srv), false, &o);
+    DT_ASSERT_MSG(c, "client via localhost: %s", dt_last_error());
+    DT_ASSERT_OK(dt_store_set(c, "any", "1", 1));
+    ASSERT_GET(srv, "any", "1");
+    dt_store_release(c);
+    dt_store_release(srv);
+}
+
 static void t_ipv6(void)
 {
     dt_store_opts o = DT_STORE_OPTS_INIT;
@@ -419,6 +434,7 @@ int main(void)
     DT_RUN(t_no_server);
     DT_RUN(t_bad_create);
     DT_RUN(t_wait_for_workers);
+    DT_RUN(t_wildcard_host);
     DT_RUN(t_ipv6);
     dt_store_release(srv);
     return DT_TEST_END();
