@@ -71,11 +71,19 @@ void dt__node_clear(dt_node *n);
 /* engine.c: add g into the leaf's grad (allocating it on first use). */
 int dt__accumulate_leaf(dt_tensor *leaf, dt__meta *m, const dt_tensor *g);
 
-/* ops helpers (ops_common.c) */
-/* Adopt a kernel result and record a node over inputs when needed. save_in/save_out:
- * bit i of save_in saves input i; save_out saves the result (after the inputs). */
-dt_tensor *dt__record(dt_tensor *out, const char *name, dt_backward_fn fn, dt_tensor *const *in, int n,
-                      unsigned save_in, bool save_out, const double *f64, int nf);
+/* ops helpers (ops_common.c): how a built-in op records itself. */
+typedef struct {
+    const char *name;
+    dt_backward_fn fn;
+    unsigned save_in;       /* bit i: save input i */
+    bool save_out;          /* save the result (after the inputs) */
+    dt_tensor *save_extra;  /* saved last, when not NULL (borrowed) */
+    double f[8];            /* the node's scalar arguments */
+    int64_t i[8];
+} dt__rec;
+/* Adopt a kernel result (NULL: wrap the error with the op's name) and, when grad is
+ * needed, record a node over the n inputs as r says. */
+dt_tensor *dt__record(dt_tensor *out, dt_tensor *const *in, int n, const dt__rec *r);
 int dt__null_arg(const char *what);
 
 #endif /* DT_AG_INTERNAL_H */

@@ -15,7 +15,7 @@ static dt_tensor *binary(dt__ew_op op, const char *name, dt_backward_fn bw, dt_t
 {
     if (!a || !b) { dt__null_arg(name); return NULL; }
     dt_tensor *in[2] = {a, b};
-    return dt__record(dt__ew(op, a, b, 0), name, bw, in, 2, save, false, NULL, 0);
+    return dt__record(dt__ew(op, a, b, 0), in, 2, &(dt__rec){.name = name, .fn = bw, .save_in = save});
 }
 
 static int add_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
@@ -77,7 +77,7 @@ dt_tensor *dt_pow(dt_tensor *a, dt_tensor *b)
 {
     if (!a || !b) { dt__null_arg("pow"); return NULL; }
     dt_tensor *in[2] = {a, b};
-    return dt__record(dt__ew(DT__EW_POW, a, b, 0), "pow", pow_bw, in, 2, 3, true, NULL, 0);
+    return dt__record(dt__ew(DT__EW_POW, a, b, 0), in, 2, &(dt__rec){.name = "pow", .fn = pow_bw, .save_in = 3, .save_out = true});
 }
 
 /* ------------------------------------------------------------------ unary
@@ -96,10 +96,8 @@ static int unary_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 static dt_tensor *unary(dt__ew_op op, const char *name, dt_tensor *a, double s, dt__ew_op bw_op, double bw_s, int save)
 {
     if (!a) { dt__null_arg(name); return NULL; }
-    double f[1] = {bw_s};
-    dt_tensor *out = dt__record(dt__ew(op, a, NULL, s), name, unary_bw, &a, 1, save == 1 ? 1u : 0u, save == 2, f, 1);
-    if (out && dt__meta_of(out) && dt__meta_of(out)->grad_fn) dt__meta_of(out)->grad_fn->i64[0] = bw_op;
-    return out;
+    return dt__record(dt__ew(op, a, NULL, s), &a, 1,
+                      &(dt__rec){.name = name, .fn = unary_bw, .save_in = save == 1, .save_out = save == 2, .f = {bw_s}, .i = {bw_op}});
 }
 
 dt_tensor *dt_neg(dt_tensor *a) { return unary(DT__EW_NEG, "neg", a, 0, DT__EW_MULS, -1, 0); }

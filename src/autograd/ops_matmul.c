@@ -27,7 +27,7 @@ static int mm_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 static dt_tensor *mm(dt_tensor *a, dt_tensor *b)
 {
     dt_tensor *in[2] = {a, b};
-    return dt__record(dt__matmul(a, b), "matmul", mm_bw, in, 2, 3, false, NULL, 0);
+    return dt__record(dt__matmul(a, b), in, 2, &(dt__rec){.name = "matmul", .fn = mm_bw, .save_in = 3});
 }
 
 dt_tensor *dt_matmul(dt_tensor *a, dt_tensor *b)
@@ -64,5 +64,5 @@ dt_tensor *dt_linear(dt_tensor *x, dt_tensor *w, dt_tensor *b)
 {
     if (!x || !w) { dt__null_arg("linear"); return NULL; }
     dt_tensor *in[3] = {x, w, b};
-    return dt__record(dt__linear(x, w, b), "linear", linear_bw, in, b ? 3 : 2, 3, false, NULL, 0);
+    return dt__record(dt__linear(x, w, b), in, b ? 3 : 2, &(dt__rec){.name = "linear", .fn = linear_bw, .save_in = 3});
 }

@@ -23,10 +23,8 @@ dt_tensor *dt_cat(dt_tensor *const *ts, int n, int dim)
         dt_set_error(DT_EUNSUPPORTED, "cat: gradients through more than %d inputs", DT_NODE_MAX_INPUTS);
         return NULL;
     }
-    out = dt__record(out, "cat", cat_bw, ts, n > DT_NODE_MAX_INPUTS ? 0 : n, 0, false, NULL, 0);
-    dt__meta *m = dt__meta_of(out);
-    if (m && m->grad_fn) m->grad_fn->i64[0] = dt__wrap_dim(dim, ts[0]->ndim, "cat");
-    return out;
+    int d = dt__wrap_dim(dim, ts[0]->ndim, "cat");
+    return dt__record(out, ts, n > DT_NODE_MAX_INPUTS ? 0 : n, &(dt__rec){.name = "cat", .fn = cat_bw, .i = {d}});
 }
 
 int dt_split(dt_tensor *a, int64_t size, int dim, dt_tensor **out, int max_out)
@@ -62,12 +60,7 @@ dt_tensor *dt_masked_fill(dt_tensor *a, dt_tensor *mask, double value)
     if (dt__broadcast_strides(mask, a->ndim, a->shape, st) < 0) { dt_error_wrap(DT_ESHAPE, "masked_fill: mask"); return NULL; }
     dt_tensor *m = dt__cast(mask, (dt_dtype)a->dtype);
     dt_tensor *out = m ? dt__ew(DT__EW_MASKFILL, a, m, value) : NULL;
-    out = dt__record(out, "masked_fill", masked_fill_bw, &a, 1, 0, false, NULL, 0);
-    dt__meta *mm = dt__meta_of(out);
-    if (mm && mm->grad_fn) {
-        dt_node_save(mm->grad_fn, m);
-        if (mm->grad_fn->failed) { dt_tensor_discard(out); out = NULL; }
-    }
+    out = dt__record(out, &a, 1, &(dt__rec){.name = "masked_fill", .fn = masked_fill_bw, .save_extra = m});
     dt_tensor_release(m);
     return out;
 }

@@ -52,11 +52,7 @@ static dt_tensor *reduce(dt_tensor *a, const int *dims, int nd, bool keepdim, bo
         dt_tensor_release(s);
         s = m;
     }
-    double f[1] = {mean ? 1.0 / count : 1.0};
-    dt_tensor *out = dt__record(s, name, sum_bw, &a, 1, 0, false, f, 1);
-    dt_node *nd_ = out && dt__meta_of(out) ? dt__meta_of(out)->grad_fn : NULL;
-    if (nd_) { nd_->i64[0] = mask; nd_->i64[1] = keepdim; }
-    return out;
+    return dt__record(s, &a, 1, &(dt__rec){.name = name, .fn = sum_bw, .f = {mean ? 1.0 / count : 1.0}, .i = {mask, keepdim}});
 }
 
 dt_tensor *dt_sum(dt_tensor *a, const int *dims, int ndims, bool keepdim) { return reduce(a, dims, ndims, keepdim, false); }
@@ -74,7 +70,7 @@ dt_tensor *dt_sum_to(dt_tensor *a, int ndim, const int64_t *shape)
     if (dt__check_shape(ndim, shape) < 0) return NULL;
     if (ndim == a->ndim && memcmp(shape, a->shape, (size_t)ndim * sizeof *shape) == 0 && !dt_needs_grad(&a, 1))
         return dt__adopt(dt__alias(a, a->ndim, a->shape, a->strides, a->offset));
-    return dt__record(dt__sum_to(a, ndim, shape), "sum_to", sum_to_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(dt__sum_to(a, ndim, shape), &a, 1, &(dt__rec){.name = "sum_to", .fn = sum_to_bw});
 }
 
 static int max_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
@@ -99,14 +95,7 @@ dt_tensor *dt_max(dt_tensor *a, int dim, bool keepdim)
     dt_tensor *v = NULL, *idx = NULL;
     bool grad = dt_needs_grad(&a, 1);
     if (dt__max(a, d, keepdim, &v, grad ? &idx : NULL) < 0) return NULL;
-    dt_tensor *out = dt__record(v, "max", max_bw, &a, 1, 0, false, NULL, 0);
-    dt_node *nd = out && dt__meta_of(out) ? dt__meta_of(out)->grad_fn : NULL;
-    if (nd) {
-        nd->i64[0] = d;
-        nd->i64[1] = keepdim;
-        dt_node_save(nd, idx);
-        if (nd->failed) { dt_tensor_release(idx); dt_tensor_discard(out); return NULL; }
-    }
+    dt_tensor *out = dt__record(v, &a, 1, &(dt__rec){.name = "max", .fn = max_bw, .save_extra = idx, .i = {d, keepdim}});
     dt_tensor_release(idx);
     return out;
 }
@@ -134,10 +123,7 @@ static dt_tensor *softmax(dt_tensor *a, int dim, bool lg)
     if (!dt_dtype_is_float((dt_dtype)a->dtype)) { dt_set_error(DT_EDTYPE, "%s of %s", name, dt_dtype_name((dt_dtype)a->dtype)); return NULL; }
     int d = dt__wrap_dim(dim, a->ndim, name);
     if (d < 0) return NULL;
-    dt_tensor *out = dt__record(dt__softmax(a, d, lg), name, softmax_bw, &a, 1, 0, true, NULL, 0);
-    dt_node *nd = out && dt__meta_of(out) ? dt__meta_of(out)->grad_fn : NULL;
-    if (nd) { nd->i64[0] = d; nd->i64[1] = lg; }
-    return out;
+    return dt__record(dt__softmax(a, d, lg), &a, 1, &(dt__rec){.name = name, .fn = softmax_bw, .save_out = true, .i = {d, lg}});
 }
 
 dt_tensor *dt_softmax(dt_tensor *a, int dim) { return softmax(a, dim, false); }

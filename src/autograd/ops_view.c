@@ -4,12 +4,6 @@
  * maps the gradient back: reshape, inverse permutation, zero-padding, sum_to. */
 #include "autograd/ag_internal.h"
 
-static dt_node *node_of(dt_tensor *t)
-{
-    dt__meta *m = t ? dt__meta_of(t) : NULL;
-    return m ? m->grad_fn : NULL;
-}
-
 static int reshape_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 {
     gi[0] = dt_reshape(g, dt_node_input_ndim(n, 0), dt_node_input_shape(n, 0));
@@ -19,7 +13,7 @@ static int reshape_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 dt_tensor *dt_view(dt_tensor *a, int ndim, const int64_t *shape)
 {
     if (!a) { dt__null_arg("view"); return NULL; }
-    return dt__record(dt__view(a, ndim, shape), "view", reshape_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(dt__view(a, ndim, shape), &a, 1, &(dt__rec){.name = "view", .fn = reshape_bw});
 }
 
 dt_tensor *dt_reshape(dt_tensor *a, int ndim, const int64_t *shape)
@@ -34,7 +28,7 @@ dt_tensor *dt_reshape(dt_tensor *a, int ndim, const int64_t *shape)
         v = c ? dt__view(c, ndim, sh) : NULL;
         dt_tensor_release(c);
     }
-    return dt__record(v, "reshape", reshape_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(v, &a, 1, &(dt__rec){.name = "reshape", .fn = reshape_bw});
 }
 
 dt_tensor *dt_flatten(dt_tensor *a, int start, int end)
@@ -66,10 +60,9 @@ static int permute_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 dt_tensor *dt_permute(dt_tensor *a, const int *dims)
 {
     if (!a || (!dims && a->ndim)) { dt__null_arg("permute"); return NULL; }
-    dt_tensor *out = dt__record(dt__permute(a, dims), "permute", permute_bw, &a, 1, 0, false, NULL, 0);
-    dt_node *nd = node_of(out);
-    for (int d = 0; nd && d < a->ndim; d++) nd->i64[d] = dims[d] < 0 ? dims[d] + a->ndim : dims[d];
-    return out;
+    dt__rec r = {.name = "permute", .fn = permute_bw};
+    for (int d = 0; d < a->ndim; d++) r.i[d] = dims[d] < 0 ? dims[d] + a->ndim : dims[d];
+    return dt__record(dt__permute(a, dims), &a, 1, &r);
 }
 
 dt_tensor *dt_transpose(dt_tensor *a, int d0, int d1)
@@ -95,10 +88,7 @@ static int slice_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 
 static dt_tensor *slice(dt_tensor *a, int d, int64_t start, int64_t len, int64_t step)
 {
-    dt_tensor *out = dt__record(dt__slice(a, d, start, len, step), "slice", slice_bw, &a, 1, 0, false, NULL, 0);
-    dt_node *nd = node_of(out);
-    if (nd) { nd->i64[0] = d; nd->i64[1] = start; nd->i64[2] = len; nd->i64[3] = step; }
-    return out;
+    return dt__record(dt__slice(a, d, start, len, step), &a, 1, &(dt__rec){.name = "slice", .fn = slice_bw, .i = {d, start, len, step}});
 }
 
 dt_tensor *dt_narrow(dt_tensor *a, int dim, int64_t start, int64_t len)
@@ -133,19 +123,19 @@ static int expand_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 dt_tensor *dt_expand(dt_tensor *a, int ndim, const int64_t *shape)
 {
     if (!a) { dt__null_arg("expand"); return NULL; }
-    return dt__record(dt__expand(a, ndim, shape), "expand", expand_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(dt__expand(a, ndim, shape), &a, 1, &(dt__rec){.name = "expand", .fn = expand_bw});
 }
 
 dt_tensor *dt_squeeze(dt_tensor *a, int dim)
 {
     if (!a) { dt__null_arg("squeeze"); return NULL; }
-    return dt__record(dt__squeeze(a, dim), "squeeze", reshape_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(dt__squeeze(a, dim), &a, 1, &(dt__rec){.name = "squeeze", .fn = reshape_bw});
 }
 
 dt_tensor *dt_unsqueeze(dt_tensor *a, int dim)
 {
     if (!a) { dt__null_arg("unsqueeze"); return NULL; }
-    return dt__record(dt__unsqueeze(a, dim), "unsqueeze", reshape_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(dt__unsqueeze(a, dim), &a, 1, &(dt__rec){.name = "unsqueeze", .fn = reshape_bw});
 }
 
 /* Identity backward (the engine converts a gradient to the input's dtype). */
@@ -160,7 +150,7 @@ dt_tensor *dt_contiguous(dt_tensor *a)
     if (!a) { dt__null_arg("contiguous"); return NULL; }
     dt_tensor *c = dt_tensor_is_contiguous(a) ? dt__alias(a, a->ndim, a->shape, a->strides, a->offset)
                                               : dt__cast(a, (dt_dtype)a->dtype);
-    return dt__record(c, "contiguous", identity_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(c, &a, 1, &(dt__rec){.name = "contiguous", .fn = identity_bw});
 }
 
 dt_tensor *dt_to_dtype(dt_tensor *a, dt_dtype dtype)
@@ -169,5 +159,5 @@ dt_tensor *dt_to_dtype(dt_tensor *a, dt_dtype dtype)
     if (dt_dtype_size(dtype) == 0) { dt_set_error(DT_EINVAL, "to_dtype: invalid dtype %d", (int)dtype); return NULL; }
     dt_tensor *c = dt__cast(a, dtype);
     if (!dt_dtype_is_float(dtype)) return dt__adopt(c);   /* integers carry no gradient */
-    return dt__record(c, "to_dtype", identity_bw, &a, 1, 0, false, NULL, 0);
+    return dt__record(c, &a, 1, &(dt__rec){.name = "to_dtype", .fn = identity_bw});
 }
