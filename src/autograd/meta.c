@@ -3,6 +3,8 @@
  * Freed through the tensor layer's destructor hook when its tensor goes. */
 #include "autograd/ag_internal.h"
 
+#include <pthread.h>
+
 static _Thread_local int tl_no_grad;
 
 bool dt_grad_enabled(void) { return tl_no_grad == 0; }
@@ -20,12 +22,15 @@ static void meta_free(void *p)
 
 dt__meta *dt__meta_of(const dt_tensor *t) { return t ? (dt__meta *)t->ag : NULL; }
 
+static void register_dtor(void) { dt__tensor_ag_dtor = meta_free; }
+
 dt__meta *dt__meta_get(dt_tensor *t)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     if (t->ag) return t->ag;
+    pthread_once(&once, register_dtor);
     dt__meta *m = dt_calloc(1, sizeof *m, DT_MEM_OTHER);
     if (!m) return NULL;
-    dt__tensor_ag_dtor = meta_free;
     t->ag = m;
     return m;
 }

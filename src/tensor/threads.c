@@ -33,9 +33,21 @@ static int default_threads(void)
     return c >= 1 ? (int)c : 1;
 }
 
+/* At exit, join the workers and free the pool (so leak checkers see nothing left),
+ * unless a kernel is still running on another thread. */
+static void shutdown_pool(void)
+{
+    if (pthread_mutex_trylock(&g_mu) != 0) return;
+    dt_threadpool_free(g_pool);
+    g_pool = NULL;
+    pthread_mutex_unlock(&g_mu);
+}
+
 /* Called with g_mu held. */
 static int resize(int n)
 {
+    static bool registered;
+    if (!registered) registered = atexit(shutdown_pool) == 0;
     if (g_pool && g_nthreads == n) return 0;
     dt_threadpool *p = NULL;
     if (n > 1) {
