@@ -56,7 +56,7 @@ static void store_row(dt_dtype dt, char *p, int64_t s, int64_t n, const double *
         else for (int64_t i = 0; i < n; i++) d[i * s[0]] = x[i * s[1]];                 \
     } while (0)
 
-static void copy_row(void *vctx, char **p, const int64_t *s, int64_t n)
+DT__KERNEL static void copy_row(void *vctx, char **p, const int64_t *s, int64_t n)
 {
     const copy_ctx *c = vctx;
     size_t es = dt_dtype_size(c->dst);

@@ -15,7 +15,7 @@
         for (int64_t i = 0; i < n; i++) { T x = a[i * sa], y = b[i * sb]; (void)x; (void)y; o[i * so] = (EXPR); } \
     }
 
-static void DT__CAT(ew_row_, SUF)(void *vctx, char **p, const int64_t *st, int64_t n)
+DT__KERNEL static void DT__CAT(ew_row_, SUF)(void *vctx, char **p, const int64_t *st, int64_t n)
 {
     const ew_ctx *c = vctx;
     T *o = (T *)p[0];

@@ -7,7 +7,7 @@
 static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == DT_F16 ? DT_F32 : DT_F64; }
 
 #define SUM_ROW(T)                                                                       \
-    static void sum_row_##T(void *ctx, char **p, const int64_t *s, int64_t n)            \
+    DT__KERNEL static void sum_row_##T(void *ctx, char **p, const int64_t *s, int64_t n)            \
     {                                                                                    \
         T *o = (T *)p[0];                                                                \
         const T *a = (const T *)p[1];                                                    \
@@ -82,7 +82,7 @@ static void split_dims(const int64_t *shape, int ndim, int d, int64_t *outer, in
 }
 
 #define MAX_LOOP(T)                                                                      \
-    static void max_##T(const T *x, int64_t outer, int64_t len, int64_t inner, T *val, int64_t *idx) \
+    DT__KERNEL static void max_##T(const T *x, int64_t outer, int64_t len, int64_t inner, T *val, int64_t *idx) \
     {                                                                                    \
         for (int64_t o = 0; o < outer; o++)                                              \
             for (int64_t i = 0; i < inner; i++) {                                        \

@@ -8,7 +8,7 @@
 static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == DT_F16 ? DT_F32 : DT_F64; }
 
 #define SOFTMAX_LOOPS(T, EXP, LOG)                                                       \
-    static void fwd_##T(const T *x, T *y, int64_t outer, int64_t len, int64_t inner, bool lg) \
+    DT__KERNEL static void fwd_##T(const T *x, T *y, int64_t outer, int64_t len, int64_t inner, bool lg) \
     {                                                                                    \
         for (int64_t o = 0; o < outer; o++)                                              \
             for (int64_t i = 0; i < inner; i++) {                                        \
@@ -32,7 +32,7 @@ static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == D
                 }                                                                        \
             }                                                                            \
     }                                                                                    \
-    static void bwd_##T(const T *y, const T *g, T *gx, int64_t outer, int64_t len, int64_t inner, bool lg) \
+    DT__KERNEL static void bwd_##T(const T *y, const T *g, T *gx, int64_t outer, int64_t len, int64_t inner, bool lg) \
     {                                                                                    \
         for (int64_t o = 0; o < outer; o++)                                              \
             for (int64_t i = 0; i < inner; i++) {                                        \

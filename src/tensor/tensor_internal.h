@@ -42,6 +42,11 @@ struct dt_tensor {
 
 extern void (*dt__tensor_ag_dtor)(void *ag);
 
+/* Inner loops of the kernels: -O3 (the build's -O2 does not vectorize loops whose
+ * operands may alias) and an AVX2 clone picked at load time. No FMA: contracting
+ * a*b+c would change results between machines. */
+#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno"), target_clones("avx2", "default")))
+
 /* ---- storage.c */
 /* Contiguous, uninitialised; DT_EINVAL for a bad shape or dtype, DT_ENOMEM. */
 dt_tensor *dt__empty(dt_dtype dtype, int ndim, const int64_t *shape);
