@@ -12,5 +12,7 @@
 #include <dtrain/crc32c.h>
 #include <dtrain/tokens.h>
 #include <dtrain/checkpoint.h>
+#include <dtrain/tensor.h>
+#include <dtrain/autograd.h>
 
 #endif /* DTRAIN_DTRAIN_H */

@@ -1,0 +1,99 @@
+/* Elementwise kernels: out = f(x, y, s) over broadcast, strided operands, in f32 or
+ * f64, for every op of DT__EW_OPS (forward formulas and their backward formulas).
+ * Other dtypes are converted to the compute type (f32 for bf16/f16, f64 for integers),
+ * computed and converted back. Does not record anything for autograd. */
+#include "tensor/tensor_internal.h"
+
+#include <math.h>
+
+#define GELU_BETA 0.7978845608028654      /* sqrt(2 / pi) */
+#define GELU_KAPPA 0.044715
+#define GELU_INV_SQRT_2PI 0.3989422804014327
+
+typedef struct {
+    dt__ew_op op;
+    double s;
+} ew_ctx;
+
+#define T float
+#define SUF f32
+#define F(name) name##f
+#include "tensor/k_ew_impl.h"
+#undef T
+#undef SUF
+#undef F
+
+#define T double
+#define SUF f64
+#define F(name) name
+#include "tensor/k_ew_impl.h"
+#undef T
+#undef SUF
+#undef F
+
+static bool is_unary(dt__ew_op op)
+{
+    switch (op) {
+    case DT__EW_NEG: case DT__EW_EXP: case DT__EW_LOG: case DT__EW_SQRT: case DT__EW_TANH:
+    case DT__EW_SIGMOID: case DT__EW_RELU: case DT__EW_GELU: case DT__EW_GELU_TANH:
+    case DT__EW_ADDS: case DT__EW_MULS: case DT__EW_DIVS: case DT__EW_RSUBS: case DT__EW_RDIVS: case DT__EW_POWS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static dt_dtype compute_type(dt_dtype t)
+{
+    return t == DT_F32 || t == DT_BF16 || t == DT_F16 ? DT_F32 : DT_F64;
+}
+
+/* Run op into out (f32 or f64, the same dtype as a and b). */
+static int run(dt__ew_op op, dt_tensor *out, const dt_tensor *a, const dt_tensor *b, double s)
+{
+    dt__iter it;
+    dt_tensor *ops[3] = {out, (dt_tensor *)a, (dt_tensor *)b};
+    DT_CHECK(dt__iter_init(&it, 3, ops));
+    ew_ctx c = {.op = op, .s = s};
+    dt__iter_run(&it, out->dtype == DT_F32 ? ew_row_f32 : ew_row_f64, &c, true);
+    return 0;
+}
+
+dt_tensor *dt__ew(dt__ew_op op, const dt_tensor *a, const dt_tensor *b, double s)
+{
+    if (is_unary(op)) b = a;
+    if (!a || !b) { dt_set_error(DT_EINVAL, "elementwise op: NULL operand"); return NULL; }
+    if (a->dtype != b->dtype) {
+        dt_set_error(DT_EDTYPE, "elementwise op on %s and %s", dt_dtype_name((dt_dtype)a->dtype), dt_dtype_name((dt_dtype)b->dtype));
+        return NULL;
+    }
+    int n;
+    int64_t shape[DT_MAX_DIMS];
+    if (dt__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, &n, shape) < 0) return NULL;
+    dt_dtype dt = (dt_dtype)a->dtype, ct = compute_type(dt);
+    if (dt != ct) {
+        dt_tensor *a2 = dt__cast(a, ct), *b2 = b == a ? dt_tensor_retain(a2) : dt__cast(b, ct);
+        dt_tensor *r = a2 && b2 ? dt__ew(op, a2, b2, s) : NULL;
+        dt_tensor *out = r ? dt__cast(r, dt) : NULL;
+        dt_tensor_release(a2);
+        dt_tensor_release(b2);
+        dt_tensor_release(r);
+        return out;
+    }
+    dt_tensor *out = dt__empty(dt, n, shape);
+    if (!out) return NULL;
+    if (run(op, out, a, b, s) < 0) { dt_tensor_release(out); return NULL; }
+    return out;
+}
+
+int dt__add_into(dt_tensor *dst, const dt_tensor *src)
+{
+    if (dst->dtype == src->dtype && (dst->dtype == DT_F32 || dst->dtype == DT_F64))
+        return run(DT__EW_ADD, dst, dst, src, 0);
+    dt_tensor *s2 = dt__cast(src, (dt_dtype)dst->dtype);
+    dt_tensor *sum = s2 ? dt__ew(DT__EW_ADD, dst, s2, 0) : NULL;
+    int rc = sum ? dt__copy(dst, sum) : dt_last_error_code();
+    dt_tensor_release(s2);
+    dt_tensor_release(sum);
+    return rc;
+}
