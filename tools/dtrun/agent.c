@@ -547,7 +547,9 @@ int dtrun_agent_run(const dtrun_opts *o)
     }
 out:
     dtrun_rdzv_close(&a.rd);
-    if (a.remove_run_dir && a.run_dir[0]) remove_tree(a.run_dir);
+    /* a failed job keeps its error files and logs: the summary names them */
+    if (a.remove_run_dir && a.run_dir[0] && code == 0) remove_tree(a.run_dir);
+    else if (a.remove_run_dir && a.run_dir[0]) fprintf(stderr, "dtrun: worker logs and error files kept in %s\n", a.run_dir);
     free(a.w);
     free(a.fails);
     return code;

@@ -14,6 +14,7 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
+export TMPDIR=$T   # dtrun's own temporary folders land here too
 export DTRAIN_STOP_TIMEOUT=${DTRAIN_STOP_TIMEOUT:-5}
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
