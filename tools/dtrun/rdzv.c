@@ -174,6 +174,27 @@ void dtrun_rdzv_close(dtrun_rdzv *r)
     r->hb_value = r->hb_changed_ns = NULL;
 }
 
+static int all_present(dtrun_rdzv *r, const char *what, bool *all);
+static bool poll_wait(const dtrun_rdzv *r, int64_t deadline_ns, int *step_ms);
+
+/* This node leaves round r->round; the store's host waits, up to
+ * close_timeout, until every node of the round left (the others still read
+ * the store until they saw the round's outcome). */
+static int leave(dtrun_rdzv *r)
+{
+    char key[64];
+    bool all;
+    snprintf(key, sizeof key, "r%d/left/%d", r->round, r->group_rank);
+    if (dt_store_set(r->kv, key, "1", 1) < 0) return store_fail(key);
+    if (!r->hosting) return 0;
+    int64_t deadline = dt_deadline_ns(ms(r->o->close_timeout_s));
+    int step = 1;
+    do {
+        if (all_present(r, "left", &all) < 0) return -1;
+    } while (!all && poll_wait(r, deadline, &step));
+    return 0;
+}
+
 /* ------------------------------------------------------------------ join */
 
 static const char *why_name[] = {"start", "failure", "membership", "stop"};
@@ -338,6 +359,11 @@ int dtrun_rdzv_join(dtrun_rdzv *r, dtrun_failure *stop, bool *have_stop)
             char key[64], buf[12288];
             snprintf(key, sizeof key, "r%d/failure", round - 1);
             if (try_get(r, key, buf, sizeof buf) == 1 && dtrun_failure_decode(stop, buf, strlen(buf)) == 0) *have_stop = true;
+            /* the nodes of the failed round leave; the store's host waits for them to have read it */
+            if (r->round == round - 1 && r->group_world > 0) {
+                r->round = round - 1;
+                (void)leave(r);
+            }
             r->round = round;
             return 1;
         }
@@ -446,16 +472,5 @@ int dtrun_rdzv_finished(dtrun_rdzv *r)
     bool all;
     if (all_present(r, "done", &all) < 0) return -1;
     if (!all) return 0;
-    char key[64];
-    snprintf(key, sizeof key, "r%d/left/%d", r->round, r->group_rank);
-    if (dt_store_set(r->kv, key, "1", 1) < 0) return store_fail(key);
-    if (r->hosting) {
-        /* the others still read the store until they saw everyone done */
-        int64_t deadline = dt_deadline_ns(ms(r->o->close_timeout_s));
-        int step = 1;
-        do {
-            if (all_present(r, "left", &all) < 0) return -1;
-        } while (!all && poll_wait(r, deadline, &step));
-    }
-    return 1;
+    return leave(r) < 0 ? -1 : 1;
 }

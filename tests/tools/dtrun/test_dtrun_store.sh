@@ -40,6 +40,21 @@ wait $f1 || { cat "$T/fe1"; fail "node 1 failed"; }
 expect_grep '^\[0\]: attempt 1 ok$' "$T/f0"
 expect_grep '^\[1\]: attempt 1 ok$' "$T/f1"
 
+# no restarts left: both agents fail, and node 0's summary names node 1's rank as the root cause
+port=$(freeport)
+"$DTRUN" --nnodes=2 --node_rank=1 --nproc_per_node=1 --monitor_interval=0.05 --master_port=$port \
+    "$WORKER" fail 4 > "$T/g1" 2> "$T/ge1" &
+g1=$!
+if "$DTRUN" --nnodes=2 --node_rank=0 --nproc_per_node=1 --monitor_interval=0.05 --master_port=$port \
+    "$WORKER" fail 4 > "$T/g0" 2> "$T/ge0"; then fail "node 0 exited 0 after node 1 failed"; fi
+if wait $g1; then fail "node 1 exited 0 after its worker failed"; fi
+for f in "$T/ge0" "$T/ge1"; do
+    awk '/^Root Cause/{r=1} r' "$f" > "$f.root"
+    expect_grep '^  rank      : 1 \(local_rank: 0\)$' "$f.root"
+    expect_grep '^  exitcode  : 4 ' "$f.root"
+    expect_grep '^  traceback : peer failed or disconnected: boom from rank 1$' "$f.root"
+done
+
 for ex in hello collectives; do
     if [ -x "$build/bin/$ex" ]; then
         for init in env tcp; do
@@ -51,4 +66,5 @@ for ex in hello collectives; do
         echo "SKIP: $build/bin/$ex is not built yet (process groups land with the dist branch)"
     fi
 done
+cat "$T/ge0"
 echo "store: ok"
