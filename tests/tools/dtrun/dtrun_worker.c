@@ -8,6 +8,7 @@
  *                       "sleeping rank=R world=W restart=C group=G", sleep
  *   ignore-term SECS    ignore SIGTERM, then sleep
  *   lines N LEN         print N lines of LEN bytes of one letter per rank, in small pieces
+ *   oom                 rank 1 allocates and touches memory until the kernel kills it
  *   store               meet the other ranks through the store at MASTER_ADDR:MASTER_PORT
  *                       (a client when TORCHELASTIC_USE_AGENT_STORE=True, else rank 0 hosts)
  *   freeport            print a TCP port free on 127.0.0.1 now
@@ -146,6 +147,14 @@ int main(int argc, char **argv)
         }
         free(line);
         return 0;
+    }
+    if (!strcmp(mode, "oom")) {
+        if (rank != 1) { sleep_s(60); return 0; }
+        for (;;) {
+            char *p = malloc(1 << 20);
+            if (!p) { sleep_s(60); return 1; }   /* overcommit off: wait for the killer anyway */
+            memset(p, 1, 1 << 20);
+        }
     }
     if (!strcmp(mode, "store")) return store_meet();
     if (!strcmp(mode, "freeport")) {
