@@ -304,6 +304,11 @@ int dtrun_parse(int argc, char **argv, dtrun_opts *o)
     memset(o->redirects, 0, sizeof o->redirects);
     memset(o->tee, 0, sizeof o->tee);
     if (resolve_nproc(val[OPT_nproc_per_node], &o->nproc) < 0) return -1;
+    if (o->nproc > DTRUN_MAX_LOCAL) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", o->nproc);
+        return fail("--nproc_per_node=%s resolves to %s workers; dtrun runs at most 1024 per node", val[OPT_nproc_per_node], n);
+    }
 
     const char *nn = val[OPT_nnodes], *colon = strchr(nn, ':');
     if (colon) {

@@ -67,4 +67,13 @@ tmpd=$(sed -n 's/.*worker logs in //p' "$T/err3")
 expect_grep '^RANK=0$' "$tmpd/attempt_0/0/stdout.log"
 rm -rf "$tmpd"
 [ ! -s "$T/out3" ] || fail "redirected output reached the console"
+# --tee: console and file; --nproc_per_node=cpu; a flag from PET_STANDALONE
+"$DTRUN" --nproc_per_node=2 --master_port=$(freeport) --rdzv_id=tee --log_dir "$T/tl" --tee=1 "$WORKER" env > "$T/out4"
+expect_grep '^\[1\]: RANK=1$' "$T/out4"
+expect_grep '^RANK=1$' "$(echo "$T"/tl/tee_*)/attempt_0/1/stdout.log"
+"$DTRUN" --nproc_per_node=cpu --master_port=$(freeport) "$WORKER" env > "$T/out5"
+expect_grep "^\[0\]: LOCAL_WORLD_SIZE=$(nproc)\$" "$T/out5"
+PET_STANDALONE=1 "$DTRUN" --nproc_per_node=2 "$WORKER" env > "$T/out6"
+expect_grep '^\[0\]: TORCHELASTIC_USE_AGENT_STORE=False$' "$T/out6"
+expect_grep '^\[1\]: MASTER_ADDR=127.0.0.1$' "$T/out6"
 echo "basic: ok"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# No process outlives dtrun: SIGINT (forwarded, then the agent exits 130) and
+# No process outlives dtrun: SIGINT, SIGTERM, SIGHUP (forwarded; the agent exits 128+N) and
 # SIGKILL of the agent itself (the guardian and the parent-death signal take
 # the workers and the children they forked).
 set -euo pipefail
@@ -28,6 +28,9 @@ expect_grep 'got SIGINT; stopping the workers' "$T/int/err"
 
 rc=$(run_and_signal TERM "$T/term" | tail -1)
 [ "$rc" -eq 143 ] || fail "SIGTERM: dtrun exited $rc, expected 143"
+
+rc=$(run_and_signal HUP "$T/hup" | tail -1)
+[ "$rc" -eq 129 ] || fail "SIGHUP: dtrun exited $rc, expected 129"
 
 rc=$(run_and_signal KILL "$T/kill" | tail -1)
 [ "$rc" -eq 137 ] || fail "SIGKILL: exit $rc"
