@@ -9,12 +9,14 @@
 #include <string.h>
 #include <time.h>
 
+static int64_t clamp_timeout(int64_t ms) { return ms > DT__STORE_MAX_TIMEOUT_MS ? DT__STORE_MAX_TIMEOUT_MS : ms; }
+
 int dt__store_resolve_timeout(const dt_store_opts *opts, int64_t *out)
 {
-    if (opts && opts->timeout_ms >= 0) { *out = opts->timeout_ms; return 0; }
+    if (opts && opts->timeout_ms >= 0) { *out = clamp_timeout(opts->timeout_ms); return 0; }
     int64_t sec = 0;
     DT_CHECK(dt_param_int(DT_PARAM_TIMEOUT, &sec));
-    *out = sec * 1000;
+    *out = clamp_timeout(sec * 1000);
     return 0;
 }
 
@@ -146,7 +148,7 @@ void dt_store_set_timeout(dt_store *s, int64_t timeout_ms)
         dt_store_opts o = DT_STORE_OPTS_INIT;
         if (dt__store_resolve_timeout(&o, &timeout_ms) < 0) return;
     }
-    atomic_store(&s->timeout_ms, timeout_ms);
+    atomic_store(&s->timeout_ms, clamp_timeout(timeout_ms));
 }
 
 int64_t dt_store_timeout(const dt_store *s)
@@ -204,7 +206,7 @@ int dt_store_wait(dt_store *s, const char *const *keys, int nkeys, int64_t timeo
     DT_CHECK(check_store(s, "wait"));
     DT_CHECK(check_keys(s, keys, nkeys, "wait"));
     if (nkeys == 0) return 0;
-    return s->ops->wait(s, keys, nkeys, timeout_ms < 0 ? atomic_load(&s->timeout_ms) : timeout_ms);
+    return s->ops->wait(s, keys, nkeys, timeout_ms < 0 ? atomic_load(&s->timeout_ms) : clamp_timeout(timeout_ms));
 }
 
 int dt_store_check(dt_store *s, const char *const *keys, int nkeys, bool *exists)

@@ -18,6 +18,8 @@
 #define DT__STORE_MAX_KEY   4096u                 /* bytes in a key, without the NUL */
 #define DT__STORE_MAX_VALUE (64u << 20)           /* bytes in a value */
 #define DT__STORE_MAX_KEYS  4096                  /* keys in one wait / check */
+/* Longer timeouts are cut to this (a year), so deadlines never overflow. */
+#define DT__STORE_MAX_TIMEOUT_MS ((int64_t)366 * 86400 * 1000)
 
 typedef struct dt__store_ops {
     const char *kind;   /* "tcp", "file", "hash", "prefix" */

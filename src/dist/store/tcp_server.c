@@ -36,7 +36,6 @@
 #define SRV_MAX_CONNS    4096
 #define SRV_HELLO_MS     30000      /* a connection must finish the handshake within this */
 #define SRV_READ_CHUNK   65536
-#define SRV_MAX_TIMEOUT  ((int64_t)366 * 86400 * 1000)
 
 enum { C_HELLO, C_ANSWER, C_READY, C_CLOSING };
 
@@ -54,6 +53,7 @@ typedef struct {
     int park_op;
     char **keys;
     int nkeys;
+    int park_next;                 /* keys[0, park_next) have appeared (torch too does not recheck them) */
     int64_t park_deadline;
     bool dead;
 } conn;
@@ -63,6 +63,7 @@ struct dt__tcp_server {
     int wake[2];                  /* self-pipe: stop() writes a byte */
     pthread_t thread;
     bool thread_started;
+    pid_t owner;                  /* the process whose thread serves; a forked child only frees */
     char addr[300];
     unsigned char *secret;
     size_t secret_len;
@@ -103,6 +104,10 @@ static void conn_flush(dt__tcp_server *srv, conn *c)
         return;
     }
     c->out.len = c->out_off = 0;
+    if (c->out.cap > SRV_READ_CHUNK) {  /* do not keep a large reply's buffer per idle client */
+        dt_free(c->out.p);
+        memset(&c->out, 0, sizeof c->out);
+    }
     if (c->state == C_CLOSING) conn_kill(srv, c, "rejected");
 }
 
@@ -277,18 +282,26 @@ static void unpark(conn *c)
     c->nkeys = 0;
 }
 
+/* Whether a parked request's keys have all appeared; each key is looked up
+ * until it appears, then not again, so a WAIT on n keys costs O(n) in all. */
+static bool parked_ready(const dt__tcp_server *srv, conn *c)
+{
+    while (c->park_next < c->nkeys && dt__kvmap_find(&srv->map, c->keys[c->park_next])) c->park_next++;
+    return c->park_next == c->nkeys;
+}
+
 /* After a write: answer every parked connection whose keys now all exist. */
 static void wake_parked(dt__tcp_server *srv)
 {
     for (size_t i = 0; i < srv->nconns; i++) {
         conn *c = srv->conns[i];
-        if (c->dead || !c->parked || !keys_exist(srv, c->keys, c->nkeys)) continue;
+        if (c->dead || !c->parked || !parked_ready(srv, c)) continue;
         answer_wait(srv, c, c->park_op, c->keys);
         unpark(c);
     }
 }
 
-static int64_t clamp_timeout(int64_t ms) { return ms < 0 ? 0 : ms > SRV_MAX_TIMEOUT ? SRV_MAX_TIMEOUT : ms; }
+static int64_t clamp_timeout(int64_t ms) { return ms < 0 ? 0 : ms > DT__STORE_MAX_TIMEOUT_MS ? DT__STORE_MAX_TIMEOUT_MS : ms; }
 
 /* Run one complete request body in c->in[4, in_len). */
 static void on_request(dt__tcp_server *srv, conn *c)
@@ -360,6 +373,7 @@ static void on_request(dt__tcp_server *srv, conn *c)
         c->park_op = op;
         c->keys = keys;
         c->nkeys = nkeys;
+        c->park_next = 0;
         c->park_deadline = dt_now_ns() + clamp_timeout(num) * 1000000LL;
         keys = NULL;
         break;
@@ -590,6 +604,7 @@ dt__tcp_server *dt__tcp_server_start(const char *host, int port, const char *sec
         goto fail;
     }
     srv->thread_started = true;
+    srv->owner = getpid();
     DT_LOGI(STORE, "tcp store server listening on %s%s", srv->addr, srv->secret ? " (secret required)" : "");
     return srv;
 fail:
@@ -618,6 +633,15 @@ int dt__tcp_server_wait_joined(dt__tcp_server *srv, int n, int64_t deadline_ns)
 void dt__tcp_server_stop(dt__tcp_server *srv)
 {
     if (!srv) return;
+    if (srv->thread_started && srv->owner != getpid()) {
+        /* A forked child releasing its copy: the thread, the table and the
+         * connections are the parent's (and the copy may have been taken
+         * mid-update). Let go of the listening socket and nothing else. */
+        dt__net_close(srv->lfd);
+        dt__net_close(srv->wake[0]);
+        dt__net_close(srv->wake[1]);
+        return;
+    }
     if (srv->thread_started) {
         char b = 1;
         while (write(srv->wake[1], &b, 1) < 0 && errno == EINTR) {}

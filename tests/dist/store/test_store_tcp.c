@@ -198,6 +198,25 @@ static void t_half_message_then_gone(void)
     assert_serving();
 }
 
+static void t_many_clients(void)
+{
+    /* 200 connections open at once, each served in turn. */
+    enum { N = 200 };
+    dt_store *c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = open_client(NULL);
+        DT_ASSERT_MSG(c[i], "client %d: %s", i, dt_last_error());
+        DT_ASSERT_OK(dt_store_add(c[i], "many", 1, NULL));
+    }
+    int64_t v = 0;
+    DT_ASSERT_OK(dt_store_add(c[0], "many", 0, &v));
+    DT_ASSERT_EQ(v, N);
+    /* A port scanner's touch: connect, close. */
+    for (int i = 0; i < 20; i++) dt__net_close(raw_connect(g_port));
+    for (int i = 0; i < N; i++) dt_store_release(c[i]);
+    assert_serving();
+}
+
 static void t_secret(void)
 {
     dt_store *srv = start_server("s3cret", 20000);
@@ -390,6 +409,7 @@ int main(void)
     DT_RUN(t_version_mismatch);
     DT_RUN(t_huge_length);
     DT_RUN(t_half_message_then_gone);
+    DT_RUN(t_many_clients);
     DT_RUN(t_secret);
     DT_RUN(t_server_gone);
     DT_RUN(t_server_gone_while_blocked);
