@@ -324,7 +324,12 @@ int dtrun_parse(int argc, char **argv, dtrun_opts *o)
     }
     if (!parse_long(val[OPT_node_rank], 0, 1 << 20, &n)) return fail("--node_rank: '%s' is not a number >= 0%s", val[OPT_node_rank], "");
     o->node_rank = (int)n;
-    snprintf(o->master_addr, sizeof o->master_addr, "%s", val[OPT_master_addr]);
+    const char *ma = val[OPT_master_addr];
+    size_t mal = strlen(ma);
+    if (mal > 2 && ma[0] == '[' && ma[mal - 1] == ']')   /* torch's IPv6 form [::1] */
+        snprintf(o->master_addr, sizeof o->master_addr, "%.*s", (int)(mal - 2), ma + 1);
+    else
+        snprintf(o->master_addr, sizeof o->master_addr, "%s", ma);
     if (!parse_long(val[OPT_master_port], 0, 65535, &n)) return fail("--master_port: '%s' is not a port%s", val[OPT_master_port], "");
     o->master_port = (int)n;
     o->standalone = strcmp(val[OPT_standalone], "0") != 0;
@@ -382,7 +387,13 @@ int dtrun_parse(int argc, char **argv, dtrun_opts *o)
     }
     snprintf(o->local_addr, sizeof o->local_addr, "%s", val[OPT_local_addr] ? val[OPT_local_addr] : "");
     const char *ws = val[OPT_worker_store];
-    if (!strcmp(ws, "agent")) o->worker_store = DTRUN_STORE_AGENT;
+    if (!strcmp(ws, "agent")) {
+        /* a membership change restarts with the same TORCHELASTIC_RESTART_COUNT, so the
+         * workers' key prefix /worker/attempt_N would meet the keys of the round before */
+        if (strcmp(o->rdzv_backend, "c10d") == 0)
+            return fail("--worker_store=agent needs --rdzv_backend=static (with c10d, rank 0 hosts the workers' store)%s%s", "", "");
+        o->worker_store = DTRUN_STORE_AGENT;
+    }
     else if (!strcmp(ws, "rank0")) o->worker_store = DTRUN_STORE_RANK0;
     else if (!strcmp(ws, "auto")) {
         /* torch's TCPStore does not speak dtrain's store protocol: a Python program

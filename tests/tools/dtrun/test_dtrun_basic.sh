@@ -15,6 +15,14 @@ if "$DTRUN" --no-such-option x 2> "$T/err"; then fail "unknown option accepted";
 expect_grep "unknown option '--no-such-option'" "$T/err"
 if "$DTRUN" --nproc_per_node=zero x 2> "$T/err"; then fail "bad nproc accepted"; fi
 expect_grep "nproc_per_node" "$T/err"
+if "$DTRUN" --nnodes=1:2 x 2> "$T/err"; then fail "an elastic static job accepted"; fi
+expect_grep "needs a dynamic rendezvous" "$T/err"
+if "$DTRUN" --rdzv_backend=c10d --rdzv_endpoint=127.0.0.1:1 --worker_store=agent x 2> "$T/err"; then fail "c10d + agent store accepted"; fi
+expect_grep "needs --rdzv_backend=static" "$T/err"
+# IPv6 master address in torch's bracket form
+"$DTRUN" --nproc_per_node=1 --master_addr='[::1]' --master_port=$(freeport) "$WORKER" store > "$T/v6" 2>&1 ||
+    { cat "$T/v6"; fail "[::1] as master_addr"; }
+expect_grep '^\[0\]: store ok rank=0 world=1' "$T/v6"
 
 # the environment, for 3 ranks (dashes spelling, an option from PET_*)
 port=$(freeport)
