@@ -84,9 +84,9 @@ void dtrun_failure_make(dtrun_failure *f, const char *host, int rank, int local_
             snprintf(f->message, sizeof f->message, "Signal %d (%s) received by PID %d%s", sig, dtrun_signame(sig), (int)pid,
                      sig == SIGKILL ? " (not sent by dtrun; no OOM kill recorded in this cgroup)" : "");
     } else if (f->exitcode == 127) {
-        snprintf(f->message, sizeof f->message, "exit code 127: the program could not be executed (see the rank's stderr)");
+        snprintf(f->message, sizeof f->message, "the program could not be executed (see the rank's stderr)");
     } else {
-        snprintf(f->message, sizeof f->message, "exit code %d; the program recorded no error (dtrain programs write TORCHELASTIC_ERROR_FILE; see docs/launcher.md)", f->exitcode);
+        snprintf(f->message, sizeof f->message, "the program recorded no error (dtrain programs write TORCHELASTIC_ERROR_FILE; see docs/launcher.md)");
     }
 }
 
