@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A PyTorch script (Debian's python3-torch, gloo) under dtrun: env:// init with
-# torchrun's variables, 2 ranks, all_reduce results checked.
+# torchrun's variables, 2 ranks, all_reduce results checked; a failing script's
+# error file (torch's @record) in dtrun's summary.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
@@ -24,4 +25,19 @@ PYEOF
 cat "$T/out"
 expect_grep '^\[0\]: allreduce ok rank=0 \[1.0, 3.0, 5.0, 7.0\]$' "$T/out"
 expect_grep '^\[1\]: allreduce ok rank=1 \[1.0, 3.0, 5.0, 7.0\]$' "$T/out"
+
+# torch's own error file (@record) reaches dtrun's summary
+cat > "$T/fails.py" <<'PYEOF'
+import os
+from torch.distributed.elastic.multiprocessing.errors import record
+@record
+def main():
+    if os.environ["RANK"] == "1":
+        raise RuntimeError("torch rank 1 gives up")
+main()
+PYEOF
+if "$DTRUN" --nproc_per_node=2 --master_port=$(freeport) $PY "$T/fails.py" > "$T/out2" 2> "$T/err2"; then fail "failing torch job exited 0"; fi
+awk '/^Root Cause/{r=1} r' "$T/err2" > "$T/root2"
+expect_grep '^  rank      : 1 \(local_rank: 1\)$' "$T/root2"
+expect_grep '^  traceback : RuntimeError: torch rank 1 gives up$' "$T/root2"
 echo "torch: ok"
