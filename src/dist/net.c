@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -128,6 +129,28 @@ int dt__net_accept(int lfd, int *fd_out)
     if (rc < 0) { dt__net_close(fd); return rc; }
     *fd_out = fd;
     return 0;
+}
+
+int dt__net_accept_until(int lfd, int64_t deadline_ns, int *fd_out, const char *label)
+{
+    for (;;) {
+        int rc = dt__net_accept(lfd, fd_out);
+        if (rc <= 0) return rc;
+        DT_CHECK(dt__net_wait(lfd, POLLIN, deadline_ns, label));
+    }
+}
+
+char *dt__net_peer_str(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(buf, cap, "?");
+        return buf;
+    }
+    return dt__net_addr_str(host, atoi(serv), buf, cap);
 }
 
 int dt__net_wait(int fd, short events, int64_t deadline_ns, const char *label)

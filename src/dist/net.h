@@ -31,6 +31,14 @@ int dt__net_listen(const char *host, int port, int backlog, int *fd_out, int *po
  * DT_ESYS (e.g. EMFILE). The new socket is non-blocking and TCP_NODELAY. */
 int dt__net_accept(int lfd, int *fd_out);
 
+/* Accept one connection, waiting until deadline_ns: 0 with *fd_out set,
+ * DT_ETIMEOUT (label names the listener), or DT_ESYS. */
+int dt__net_accept_until(int lfd, int64_t deadline_ns, int *fd_out, const char *label);
+
+/* The other end of a connected socket as "host:port" ("[v6]:port"), numeric,
+ * into buf (at most cap bytes, terminated); "?" when unknown. Returns buf. */
+char *dt__net_peer_str(int fd, char *buf, size_t cap);
+
 /* Connect to host:port, trying each address of host in turn and retrying the
  * whole list with exponential backoff (10 ms doubling to 1 s, +-25 % jitter)
  * until deadline_ns (dt_deadline_ns; INT64_MAX = forever), so a client may

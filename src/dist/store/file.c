@@ -164,6 +164,9 @@ static int refresh(file_store *f)
     struct stat st;
     if (fstat(f->fd, &st) < 0) return dt_set_error_errno(DT_ESYS, errno, "%s: fstat", f->base.desc);
     uint64_t size = (uint64_t)st.st_size;
+    if (size < f->off)
+        return dt_set_error(DT_ESTATE, "%s: the file shrank under us (%llu < %llu bytes): another run started it "
+                            "afresh", f->base.desc, (unsigned long long)size, (unsigned long long)f->off);
     unsigned char hdr[FS_HDR];
     unsigned char *body = NULL;
     int rc = 0;
@@ -236,13 +239,6 @@ static int file_set(dt_store *s, const char *key, const void *val, size_t len)
     return rc;
 }
 
-static bool all_exist(file_store *f, const char *const *keys, int nkeys)
-{
-    for (int i = 0; i < nkeys; i++)
-        if (!dt__kvmap_find(&f->map, keys[i])) return false;
-    return true;
-}
-
 /* Re-read the file with backoff until every key exists; with the lock held on
  * success (so a get can copy the value before anyone deletes it). */
 static int wait_keys(file_store *f, const char *const *keys, int nkeys, int64_t timeout_ms)
@@ -252,7 +248,7 @@ static int wait_keys(file_store *f, const char *const *keys, int nkeys, int64_t 
         int rc = lock_op(f, deadline > op_deadline(f) ? deadline : op_deadline(f));
         if (rc == 0) rc = refresh(f);
         if (rc < 0) return rc;
-        if (all_exist(f, keys, nkeys)) return 0;
+        if (dt__kvmap_has_all(&f->map, keys, nkeys)) return 0;
         unlock_op(f);
         if (dt_now_ns() >= deadline) return dt__store_timeout_error(&f->base, keys, nkeys, timeout_ms);
         dt__store_poll_sleep(attempt, deadline);
@@ -312,7 +308,7 @@ static int file_check(dt_store *s, const char *const *keys, int nkeys, bool *exi
 {
     file_store *f = (file_store *)s;
     DT_CHECK(lock_and_refresh(f));
-    *exists = all_exist(f, keys, nkeys);
+    *exists = dt__kvmap_has_all(&f->map, keys, nkeys);
     unlock_op(f);
     return 0;
 }
@@ -394,14 +390,17 @@ static void file_destroy(dt_store *s)
     /* A forked child shares the parent's open file description, so its locks too:
      * its release only closes its descriptor (the parent's keeps them). */
     if (f->live && f->owner == getpid()) {
-        ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, 1);
+        /* Stop being live only under the operation lock, so that no joiner can
+         * judge the file stale (and start it afresh) while we are leaving it. */
         if (lock_and_refresh(f) == 0) {
+            ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, 1);
             if (append(f, R_LEAVE, "", NULL, 0) == 0) f->leaves++;
             if (f->joins >= f->file_world && f->leaves >= f->joins && still_at_path(f)) {
                 if (unlink(f->path) < 0) DT_LOGW(STORE, "%s: could not delete the file: %s", s->desc, strerror(errno));
             }
             unlock_op(f);
         } else {
+            ofd_lock(f->fd, F_OFD_SETLK, F_UNLCK, 1);
             DT_LOGW(STORE, "%s: leaving without a record: %s", s->desc, dt_last_error());
         }
     }

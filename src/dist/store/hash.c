@@ -13,18 +13,11 @@ typedef struct {
     dt__kvmap map;
 } hash_store;
 
-static bool all_exist(hash_store *h, const char *const *keys, int nkeys)
-{
-    for (int i = 0; i < nkeys; i++)
-        if (!dt__kvmap_find(&h->map, keys[i])) return false;
-    return true;
-}
-
 /* With mu held: sleep until every key exists or the deadline. */
 static int wait_locked(hash_store *h, const char *const *keys, int nkeys, int64_t timeout_ms)
 {
     int64_t deadline = dt_deadline_ns(timeout_ms);
-    while (!all_exist(h, keys, nkeys)) {
+    while (!dt__kvmap_has_all(&h->map, keys, nkeys)) {
         if (dt_now_ns() >= deadline) return dt__store_timeout_error(&h->base, keys, nkeys, timeout_ms);
         dt__store_cond_wait(&h->cv, &h->mu, deadline);
     }
@@ -97,7 +90,7 @@ static int hash_check(dt_store *s, const char *const *keys, int nkeys, bool *exi
 {
     hash_store *h = (hash_store *)s;
     pthread_mutex_lock(&h->mu);
-    *exists = all_exist(h, keys, nkeys);
+    *exists = dt__kvmap_has_all(&h->map, keys, nkeys);
     pthread_mutex_unlock(&h->mu);
     return 0;
 }

@@ -127,6 +127,13 @@ bool dt__kvmap_del(dt__kvmap *m, const char *key)
     return false;
 }
 
+bool dt__kvmap_has_all(const dt__kvmap *m, const char *const *keys, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!dt__kvmap_find(m, keys[i])) return false;
+    return true;
+}
+
 int dt__kv_add_value(const dt__kv_entry *e, const char *key, int64_t delta, int64_t *out)
 {
     int64_t cur = 0;

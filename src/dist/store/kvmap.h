@@ -36,6 +36,8 @@ dt__kv_entry *dt__kvmap_find(const dt__kvmap *m, const char *key);
 int dt__kvmap_set(dt__kvmap *m, const char *key, const void *val, size_t len);
 /* Remove key; returns whether it was there. */
 bool dt__kvmap_del(dt__kvmap *m, const char *key);
+/* Whether every one of the n keys is in the map. */
+bool dt__kvmap_has_all(const dt__kvmap *m, const char *const *keys, int n);
 
 /* add: the integer a value holds (decimal text, as torch stores it; an absent
  * key is 0) plus delta. DT_EINVAL naming the key when the value is not an

@@ -143,170 +143,161 @@ static int bad_reply(tcp_store *t, unsigned char *body)
 
 static int64_t plain_deadline(const tcp_store *t) { return dt_deadline_ns(atomic_load(&t->base.timeout_ms)); }
 
-static size_t begin(dt__wbuf *b, int op)
+/* One request and its reply: begin() writes the frame header and the op,
+ * the caller the fields, send() ends the frame and does the round trip, a
+ * take_*() reads the payload and frees the reply. */
+typedef struct {
+    dt__wbuf b;
+    size_t at;
+    unsigned char *body;
+    dt__rbuf r;
+} call;
+
+static void begin(call *c, int op)
 {
-    memset(b, 0, sizeof *b);
-    size_t at = dt__wbuf_begin_frame(b);
-    dt__wbuf_u8(b, (uint8_t)op);
-    return at;
+    memset(c, 0, sizeof *c);
+    c->at = dt__wbuf_begin_frame(&c->b);
+    dt__wbuf_u8(&c->b, (uint8_t)op);
 }
 
-static void put_key(dt__wbuf *b, const char *key) { dt__wbuf_str(b, key, strlen(key)); }
+static void put_key(call *c, const char *key) { dt__wbuf_str(&c->b, key, strlen(key)); }
+
+static void put_keys(call *c, const char *const *keys, int nkeys)
+{
+    dt__wbuf_u32(&c->b, (uint32_t)nkeys);
+    for (int i = 0; i < nkeys; i++) put_key(c, keys[i]);
+}
+
+static int send_call(tcp_store *t, call *c, int64_t reply_deadline, const wait_ctx *w)
+{
+    dt__wbuf_end_frame(&c->b, c->at);
+    return roundtrip(t, &c->b, reply_deadline, w, &c->body, &c->r);
+}
 
 /* Receive a str payload as a fresh dt_alloc'd value. */
-static int take_value(tcp_store *t, unsigned char *body, dt__rbuf *r, void **val, size_t *len)
+static int take_value(tcp_store *t, call *c, void **val, size_t *len)
 {
     size_t n = 0;
-    const unsigned char *v = dt__rbuf_str(r, DT__STORE_MAX_VALUE, &n);
-    if (!v || r->off != r->len) return bad_reply(t, body);
+    const unsigned char *v = dt__rbuf_str(&c->r, DT__STORE_MAX_VALUE, &n);
+    if (!v || c->r.off != c->r.len) return bad_reply(t, c->body);
     *val = dt__store_dup_value(v, n);
-    dt_free(body);
+    dt_free(c->body);
     if (!*val) return dt_error_wrap(DT_ENOMEM, "%s: value", t->base.desc);
     *len = n;
     return 0;
 }
 
-static int take_i64(tcp_store *t, unsigned char *body, dt__rbuf *r, int64_t *out)
+static int take_i64(tcp_store *t, call *c, int64_t *out)
 {
-    int64_t v = dt__rbuf_i64(r);
-    if (r->bad || r->off != r->len) return bad_reply(t, body);
-    dt_free(body);
+    int64_t v = dt__rbuf_i64(&c->r);
+    if (c->r.bad || c->r.off != c->r.len) return bad_reply(t, c->body);
+    dt_free(c->body);
     *out = v;
     return 0;
 }
 
-static int take_bool(tcp_store *t, unsigned char *body, dt__rbuf *r, bool *out)
+static int take_bool(tcp_store *t, call *c, bool *out)
 {
-    uint8_t v = dt__rbuf_u8(r);
-    if (r->bad || r->off != r->len || v > 1) return bad_reply(t, body);
-    dt_free(body);
+    uint8_t v = dt__rbuf_u8(&c->r);
+    if (c->r.bad || c->r.off != c->r.len || v > 1) return bad_reply(t, c->body);
+    dt_free(c->body);
     *out = v != 0;
     return 0;
 }
 
-static int take_none(tcp_store *t, unsigned char *body, dt__rbuf *r)
+static int take_none(tcp_store *t, call *c)
 {
-    if (r->off != r->len) return bad_reply(t, body);
-    dt_free(body);
+    if (c->r.off != c->r.len) return bad_reply(t, c->body);
+    dt_free(c->body);
     return 0;
 }
 
 static int tcp_set(dt_store *s, const char *key, const void *val, size_t len)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_SET);
-    put_key(&b, key);
-    dt__wbuf_str(&b, val, len);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
-    DT_CHECK(roundtrip(t, &b, plain_deadline(t), NULL, &body, &r));
-    return take_none(t, body, &r);
+    call c;
+    begin(&c, DT__OP_SET);
+    put_key(&c, key);
+    dt__wbuf_str(&c.b, val, len);
+    DT_CHECK(send_call(t, &c, plain_deadline(t), NULL));
+    return take_none(t, &c);
 }
 
 static int tcp_get(dt_store *s, const char *key, int64_t timeout_ms, void **val, size_t *len)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_GET);
-    put_key(&b, key);
-    dt__wbuf_i64(&b, timeout_ms);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
+    call c;
+    begin(&c, DT__OP_GET);
+    put_key(&c, key);
+    dt__wbuf_i64(&c.b, timeout_ms);
     wait_ctx w = {&key, 1, timeout_ms};
-    DT_CHECK(roundtrip(t, &b, dt_deadline_ns(timeout_ms + grace_ms(timeout_ms)), &w, &body, &r));
-    return take_value(t, body, &r, val, len);
+    DT_CHECK(send_call(t, &c, dt_deadline_ns(timeout_ms + grace_ms(timeout_ms)), &w));
+    return take_value(t, &c, val, len);
 }
 
 static int tcp_add(dt_store *s, const char *key, int64_t delta, int64_t *out)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_ADD);
-    put_key(&b, key);
-    dt__wbuf_i64(&b, delta);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
-    DT_CHECK(roundtrip(t, &b, plain_deadline(t), NULL, &body, &r));
-    return take_i64(t, body, &r, out);
+    call c;
+    begin(&c, DT__OP_ADD);
+    put_key(&c, key);
+    dt__wbuf_i64(&c.b, delta);
+    DT_CHECK(send_call(t, &c, plain_deadline(t), NULL));
+    return take_i64(t, &c, out);
 }
 
 static int tcp_compare_set(dt_store *s, const char *key, const void *expected, size_t elen, const void *desired,
                            size_t dlen, void **cur, size_t *cur_len)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_CAS);
-    put_key(&b, key);
-    dt__wbuf_str(&b, expected, elen);
-    dt__wbuf_str(&b, desired, dlen);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
-    DT_CHECK(roundtrip(t, &b, plain_deadline(t), NULL, &body, &r));
-    return take_value(t, body, &r, cur, cur_len);
-}
-
-static void put_keys(dt__wbuf *b, const char *const *keys, int nkeys)
-{
-    dt__wbuf_u32(b, (uint32_t)nkeys);
-    for (int i = 0; i < nkeys; i++) put_key(b, keys[i]);
+    call c;
+    begin(&c, DT__OP_CAS);
+    put_key(&c, key);
+    dt__wbuf_str(&c.b, expected, elen);
+    dt__wbuf_str(&c.b, desired, dlen);
+    DT_CHECK(send_call(t, &c, plain_deadline(t), NULL));
+    return take_value(t, &c, cur, cur_len);
 }
 
 static int tcp_wait(dt_store *s, const char *const *keys, int nkeys, int64_t timeout_ms)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_WAIT);
-    put_keys(&b, keys, nkeys);
-    dt__wbuf_i64(&b, timeout_ms);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
+    call c;
+    begin(&c, DT__OP_WAIT);
+    put_keys(&c, keys, nkeys);
+    dt__wbuf_i64(&c.b, timeout_ms);
     wait_ctx w = {keys, nkeys, timeout_ms};
-    DT_CHECK(roundtrip(t, &b, dt_deadline_ns(timeout_ms + grace_ms(timeout_ms)), &w, &body, &r));
-    return take_none(t, body, &r);
+    DT_CHECK(send_call(t, &c, dt_deadline_ns(timeout_ms + grace_ms(timeout_ms)), &w));
+    return take_none(t, &c);
 }
 
 static int tcp_check(dt_store *s, const char *const *keys, int nkeys, bool *exists)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_CHECK);
-    put_keys(&b, keys, nkeys);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
-    DT_CHECK(roundtrip(t, &b, plain_deadline(t), NULL, &body, &r));
-    return take_bool(t, body, &r, exists);
+    call c;
+    begin(&c, DT__OP_CHECK);
+    put_keys(&c, keys, nkeys);
+    DT_CHECK(send_call(t, &c, plain_deadline(t), NULL));
+    return take_bool(t, &c, exists);
 }
 
 static int tcp_del(dt_store *s, const char *key, bool *deleted)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_DEL);
-    put_key(&b, key);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
-    DT_CHECK(roundtrip(t, &b, plain_deadline(t), NULL, &body, &r));
-    return take_bool(t, body, &r, deleted);
+    call c;
+    begin(&c, DT__OP_DEL);
+    put_key(&c, key);
+    DT_CHECK(send_call(t, &c, plain_deadline(t), NULL));
+    return take_bool(t, &c, deleted);
 }
 
 static int tcp_num_keys(dt_store *s, int64_t *out)
 {
     tcp_store *t = (tcp_store *)s;
-    dt__wbuf b;
-    size_t at = begin(&b, DT__OP_NUM_KEYS);
-    dt__wbuf_end_frame(&b, at);
-    unsigned char *body;
-    dt__rbuf r;
-    DT_CHECK(roundtrip(t, &b, plain_deadline(t), NULL, &body, &r));
-    return take_i64(t, body, &r, out);
+    call c;
+    begin(&c, DT__OP_NUM_KEYS);
+    DT_CHECK(send_call(t, &c, plain_deadline(t), NULL));
+    return take_i64(t, &c, out);
 }
 
 static int tcp_port(const dt_store *s) { return ((const tcp_store *)s)->port; }

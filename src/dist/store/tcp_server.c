@@ -256,13 +256,6 @@ static char **decode_keys(dt__rbuf *r, int n)
     return keys;
 }
 
-static bool keys_exist(const dt__tcp_server *srv, char *const *keys, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!dt__kvmap_find(&srv->map, keys[i])) return false;
-    return true;
-}
-
 /* Answer a GET or WAIT whose keys all exist. */
 static void answer_wait(dt__tcp_server *srv, conn *c, int op, char *const *keys)
 {
@@ -365,7 +358,7 @@ static void on_request(dt__tcp_server *srv, conn *c)
         break;
     }
     case DT__OP_GET: case DT__OP_WAIT:
-        if (keys_exist(srv, keys, nkeys)) {
+        if (dt__kvmap_has_all(&srv->map, (const char *const *)keys, nkeys)) {
             answer_wait(srv, c, op, keys);
             break;
         }
@@ -377,7 +370,7 @@ static void on_request(dt__tcp_server *srv, conn *c)
         c->park_deadline = dt_now_ns() + clamp_timeout(num) * 1000000LL;
         keys = NULL;
         break;
-    case DT__OP_CHECK: reply_u8(srv, c, keys_exist(srv, keys, nkeys)); break;
+    case DT__OP_CHECK: reply_u8(srv, c, dt__kvmap_has_all(&srv->map, (const char *const *)keys, nkeys)); break;
     case DT__OP_DEL: reply_u8(srv, c, dt__kvmap_del(&srv->map, keys[0])); break;
     case DT__OP_NUM_KEYS: reply_i64(srv, c, (int64_t)srv->map.count); break;
     default: break;

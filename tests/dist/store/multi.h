@@ -69,4 +69,15 @@ static int rank_body(dt_store *s, int rank, int world)
     return 0;
 }
 
+/* A store the parent opened before forking; the child releasing its copy must
+ * leave the parent's store working (release_inherited_child). */
+static dt_store *g_inherited;
+
+static int release_inherited_child(int arg, int i, int n)
+{
+    (void)arg; (void)i; (void)n;
+    dt_store_release(g_inherited);
+    return 0;
+}
+
 #endif /* STORE_MULTI_H */

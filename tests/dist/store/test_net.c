@@ -49,13 +49,7 @@ static void t_listen_exact(void)
 static int accept_wait(int lfd)
 {
     int fd = -1;
-    for (int i = 0; i < 10000; i++) {
-        int rc = dt__net_accept(lfd, &fd);
-        if (rc == 0) return fd;
-        if (rc < 0) return -1;
-        dt__net_wait(lfd, POLLIN, dt_deadline_ns(1000), "listener");
-    }
-    return -1;
+    return dt__net_accept_until(lfd, dt_deadline_ns(10000), &fd, "listener") == 0 ? fd : -1;
 }
 
 static void t_send_recv(void)
@@ -65,6 +59,14 @@ static void t_send_recv(void)
     DT_ASSERT_OK(dt__net_connect("127.0.0.1", port, dt_deadline_ns(5000), &c));
     int s = accept_wait(lfd);
     DT_ASSERT(s >= 0);
+    char peer[64], want[64];
+    snprintf(want, sizeof want, "127.0.0.1:%d", port);
+    DT_ASSERT_STREQ(dt__net_peer_str(c, peer, sizeof peer), want);
+    DT_ASSERT_STREQ(dt__net_peer_str(-1, peer, sizeof peer), "?");
+    /* Nobody else connects: accept times out, naming the listener. */
+    int none = -1;
+    DT_ASSERT_ERR(dt__net_accept_until(lfd, dt_deadline_ns(30), &none, "the listener"), DT_ETIMEOUT);
+    DT_ASSERT_CONTAINS(dt_last_error(), "the listener");
     /* More than the socket buffers hold, so both sides wait on poll. */
     size_t n = 8u << 20;
     unsigned char *a = dt_alloc(n, DT_MEM_OTHER), *b = dt_alloc(n, DT_MEM_OTHER);
@@ -144,6 +146,9 @@ static void t_ipv6(void)
     DT_ASSERT_OK(dt__net_connect("::1", port, dt_deadline_ns(5000), &c));
     int s = accept_wait(lfd);
     DT_ASSERT(s >= 0);
+    char peer[64], want[64];
+    snprintf(want, sizeof want, "[::1]:%d", port);
+    DT_ASSERT_STREQ(dt__net_peer_str(c, peer, sizeof peer), want);
     DT_ASSERT_OK(dt__net_send_all(c, "v6", 2, dt_deadline_ns(5000), "v6"));
     char b[2];
     DT_ASSERT_OK(dt__net_recv_all(s, b, 2, dt_deadline_ns(5000), "v6"));

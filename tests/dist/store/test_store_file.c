@@ -231,15 +231,6 @@ static void t_unfinished_clean_run_is_joined(void)
     DT_ASSERT(!exists(g_path));
 }
 
-static dt_store *g_inherited;
-
-static int release_inherited_child(int arg, int i, int n)
-{
-    (void)arg; (void)i; (void)n;
-    dt_store_release(g_inherited);
-    return 0;
-}
-
 static void t_fork_release_inherited(void)
 {
     /* World 2: the parent and one more. A forked child releasing its copy of the

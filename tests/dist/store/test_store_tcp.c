@@ -258,14 +258,21 @@ static void t_secret(void)
     dt_store_release(srv);
 }
 
-static void t_server_gone(void)
+/* A server of its own and one client of it. */
+static void own_server(dt_store **srv, dt_store **c)
 {
-    dt_store *srv = start_server(NULL, 20000);
-    DT_ASSERT(srv);
+    *srv = start_server(NULL, 20000);
+    DT_ASSERT(*srv);
     dt_store_opts o = DT_STORE_OPTS_INIT;
     o.timeout_ms = 20000;
-    dt_store *c = dt_store_tcp("127.0.0.1", dt_store_port(srv), false, &o);
-    DT_ASSERT(c);
+    *c = dt_store_tcp("127.0.0.1", dt_store_port(*srv), false, &o);
+    DT_ASSERT(*c);
+}
+
+static void t_server_gone(void)
+{
+    dt_store *srv, *c;
+    own_server(&srv, &c);
     DT_ASSERT_OK(dt_store_set(c, "x", "1", 1));
     dt_store_release(srv);   /* the hosting store goes: its server shuts down */
     void *v = NULL;
@@ -286,12 +293,8 @@ static void *release_later(void *p)
 
 static void t_server_gone_while_blocked(void)
 {
-    dt_store *srv = start_server(NULL, 20000);
-    DT_ASSERT(srv);
-    dt_store_opts o = DT_STORE_OPTS_INIT;
-    o.timeout_ms = 20000;
-    dt_store *c = dt_store_tcp("127.0.0.1", dt_store_port(srv), false, &o);
-    DT_ASSERT(c);
+    dt_store *srv, *c;
+    own_server(&srv, &c);
     pthread_t th;
     pthread_create(&th, NULL, release_later, srv);
     const char *k = "never";
@@ -377,6 +380,21 @@ static void t_wait_for_workers(void)
     dt_store_release(srv);
 }
 
+static void t_wildcard_host(void)
+{
+    /* Every interface, asked for explicitly; the hosting client dials loopback. */
+    dt_store_opts o = DT_STORE_OPTS_INIT;
+    o.timeout_ms = 5000;
+    dt_store *srv = dt_store_tcp("0.0.0.0", 0, true, &o);
+    DT_ASSERT_MSG(srv, "server: %s", dt_last_error());
+    dt_store *c = dt_store_tcp("localhost", dt_store_port(srv), false, &o);
+    DT_ASSERT_MSG(c, "client via localhost: %s", dt_last_error());
+    DT_ASSERT_OK(dt_store_set(c, "any", "1", 1));
+    ASSERT_GET(srv, "any", "1");
+    dt_store_release(c);
+    dt_store_release(srv);
+}
+
 static void t_ipv6(void)
 {
     dt_store_opts o = DT_STORE_OPTS_INIT;
@@ -416,6 +434,7 @@ int main(void)
     DT_RUN(t_no_server);
     DT_RUN(t_bad_create);
     DT_RUN(t_wait_for_workers);
+    DT_RUN(t_wildcard_host);
     DT_RUN(t_ipv6);
     dt_store_release(srv);
     return DT_TEST_END();

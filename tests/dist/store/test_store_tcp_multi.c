@@ -251,15 +251,6 @@ static void t_clients_killed(void)
 
 /* ---- a forked child releasing the store it inherited leaves the parent's server be. */
 
-static dt_store *g_inherited;
-
-static int release_inherited_child(int port, int i, int n)
-{
-    (void)port; (void)i; (void)n;
-    dt_store_release(g_inherited);
-    return 0;
-}
-
 static void t_fork_release_inherited(void)
 {
     g_inherited = server(0, 20000);
