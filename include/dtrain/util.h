@@ -70,6 +70,19 @@ int dt_set_error_errno(int code, int err, const char *fmt, ...) __attribute__((f
 /* Prepend context to the current last error, keeping its code; returns it. */
 int dt_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The error file. Under a launcher (dtrun, torchrun) TORCHELASTIC_ERROR_FILE
+ * names a file for the worker's error, which the launcher prints in its
+ * failure summary. The first failing dtrain call in a process where it is set
+ * registers an atexit handler that writes the exiting thread's last error (or
+ * else the process's most recent one) there, in torch's JSON format:
+ *   {"message": {"message": "...", "extraInfo": {"py_callstack": "...", "timestamp": "<s>"}}}
+ * A launcher reads the file only when the worker failed, so an error the
+ * program recovered from is never reported for a run that succeeded. A
+ * program may record its own message instead: dt_error_file_record() writes
+ * at once and the exit handler then leaves the file alone.
+ * Returns 0 (also when the variable is unset), DT_EIO when the file cannot be written. */
+int dt_error_file_record(const char *message);
+
 /* Propagate a failure: DT_CHECK returns it; DT_CHECK_GOTO stores it and jumps
  * to the function's one cleanup label. */
 #define DT_CHECK(call)                                                         \

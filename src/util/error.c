@@ -8,6 +8,8 @@
 
 #define DT__ERRMSG_CAP 1024
 
+void dt__error_file_note(int code, const char *msg);   /* errfile.c */
+
 /* Messages longer than the buffer are cut on purpose. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
@@ -51,6 +53,7 @@ static int set_v(int code, int err, const char *fmt, va_list ap)
         snprintf(tl_msg, sizeof tl_msg, "%s: %s: %s", dt_strerror(code), ctx, strerror(err));
     else
         snprintf(tl_msg, sizeof tl_msg, "%s: %s", dt_strerror(code), ctx);
+    dt__error_file_note(code, tl_msg);
     return code;
 }
 
@@ -84,6 +87,7 @@ int dt_error_wrap(int code, const char *fmt, ...)
     memcpy(old, tl_msg, sizeof old);
     snprintf(tl_msg, sizeof tl_msg, "%s: %s", ctx, old);
     tl_code = code;
+    dt__error_file_note(code, tl_msg);
     return code;
 }
 
