@@ -3,17 +3,11 @@
  * once, a blocked get woken from another process, clients killed (SIGKILL) in
  * the middle of a request or while parked, and the server's process killed
  * under its clients. Children report through their exit status. */
-#include "dt_test.h"
+#include "multi.h"
 #include "dist/net.h"
 #include "dist/store/tcp_wire.h"
 
 #include <pthread.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#define HANG_S 90   /* a child alive this long is hung: it kills itself */
 
 static dt_store *client(int port, int64_t timeout_ms)
 {
@@ -35,61 +29,6 @@ static int free_port(void)
     if (dt__net_listen("127.0.0.1", 0, 1, &fd, &port) < 0) return -1;
     dt__net_close(fd);
     return port;
-}
-
-/* Run fn(arg, i) in n children; returns their pids. */
-typedef int (*child_fn)(int port, int i, int n);
-
-static void spawn(pid_t *pids, int n, child_fn fn, int port)
-{
-    for (int i = 0; i < n; i++) {
-        pid_t p = fork();
-        if (p == 0) {
-            alarm(HANG_S);
-            int rc = fn(port, i, n);
-            if (rc) fprintf(stderr, "child %d: %s\n", i, dt_last_error());
-            _exit(rc ? 1 : 0);
-        }
-        pids[i] = p;
-    }
-}
-
-/* Wait for every child; returns how many did not exit 0. */
-static int reap(pid_t *pids, int n)
-{
-    int bad = 0;
-    for (int i = 0; i < n; i++) {
-        int st = 0;
-        if (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "child %d (pid %d): status %#x\n", i, (int)pids[i], st);
-            bad++;
-        }
-    }
-    return bad;
-}
-
-/* ---- ranks 0..n-1 meet: each publishes its key, then reads every other's. */
-
-static int rank_body(dt_store *s, int rank, int world)
-{
-    char k[32], v[32];
-    snprintf(k, sizeof k, "rank/%d", rank);
-    snprintf(v, sizeof v, "value-%d", rank * 7);
-    DT_CHECK(dt_store_set(s, k, v, strlen(v)));
-    DT_CHECK(dt_store_add(s, "arrived", 1, NULL));
-    for (int r = 0; r < world; r++) {
-        void *got = NULL;
-        size_t n = 0;
-        snprintf(k, sizeof k, "rank/%d", r);
-        snprintf(v, sizeof v, "value-%d", r * 7);
-        DT_CHECK(dt_store_get(s, k, &got, &n));
-        bool ok = n == strlen(v) && memcmp(got, v, n) == 0;
-        dt_free(got);
-        if (!ok) return dt_set_error(DT_EINTERNAL, "rank %d read a wrong value for rank %d", rank, r);
-    }
-    int64_t done = 0;
-    DT_CHECK(dt_store_add(s, "finished", 1, &done));
-    return 0;
 }
 
 static int rank_child(int port, int i, int n)
