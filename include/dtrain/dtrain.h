@@ -5,6 +5,7 @@
 #include <dtrain/util.h>
 #include <dtrain/dtype.h>
 #include <dtrain/store.h>
+#include <dtrain/dist.h>
 #include <dtrain/spawn.h>
 #include <dtrain/safetensors.h>
 #include <dtrain/idx.h>

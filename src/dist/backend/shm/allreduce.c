@@ -1,0 +1,199 @@
+/* shm all_reduce, reduce and reduce_scatter.
+ *
+ * Small messages (up to DT__SHM_SMALL): one round. Every rank copies its
+ * input into its slot, publishes, waits for all, and reduces all n slots (in
+ * rank order) into its output itself: one synchronisation, n-fold redundant
+ * but tiny arithmetic.
+ *
+ * Large messages start with a header round (fingerprint check, and where each
+ * rank's buffers are). If every rank's buffers live in its shm heap
+ * (dt_pg_alloc), the direct algorithm runs: rank r reduces its 1/n slice of
+ * the elements reading every peer's send buffer in place, in cache-sized
+ * chunks, and writes each reduced chunk straight into every rank's output
+ * (for reduce, into root's); only rank r ever touches slice r of any buffer,
+ * so in-place calls are safe. One more publish/wait says all outputs are
+ * written. Otherwise the staging algorithm: the message goes in chunks of
+ * DT__SHM_SLOT bytes per rank; per chunk every rank copies its chunk in,
+ * reduces its 1/n slice of it reading all slots and writes the result over
+ * its own slot's slice, then (after everyone has) copies every slice out.
+ * Consecutive chunks alternate between the two slot sets, so a rank can copy
+ * in chunk k+1 while a slower one still copies out chunk k.
+ *
+ * reduce_scatter: in the staging version each rank puts, per round, a
+ * 1/n-slot piece of each destination's block in its slot; rank r reduces the
+ * pieces meant for it straight into its output. Direct when every send buffer
+ * is one contiguous heap block. */
+#include "dist/backend/shm/shm.h"
+#include "dist/reduce.h"
+
+#include <string.h>
+
+#define DT__SHM_DIRECT_CHUNK (64u << 10)
+
+static int small_allreduce(dt__shm *st, const dt__coll *c, size_t bytes, bool out_here)
+{
+    int p;
+    DT_CHECK(dt__shm_round_begin(st, c, &p));
+    dt__shm_post_hdr(st, p, c, c->count, -1, -1);
+    if (bytes) memcpy(dt__shm_slot(st, p, st->rank), c->send, bytes);
+    dt__shm_publish(st);
+    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    DT_CHECK(dt__shm_check_hdrs(st, p, c));
+    if (out_here && bytes) {
+        const void *ins[DT__SHM_MAX_RANKS];
+        for (int j = 0; j < st->size; j++) ins[j] = dt__shm_slot(st, p, j);
+        dt__reduce_n(c->recv, ins, st->size, c->count, c->dtype, c->redop, c->premul);
+    }
+    dt__shm_round_end(st, p);
+    return 0;
+}
+
+/* Inside the header round of parity p, every buffer in a heap. */
+static void direct_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
+{
+    int n = st->size;
+    bool reduce = c->kind == DT__OP_REDUCE;
+    const char *sendj[DT__SHM_MAX_RANKS];
+    char *recvj[DT__SHM_MAX_RANKS];
+    for (int j = 0; j < n; j++) {
+        const dt__shm_slot_hdr *h = dt__shm_slot_hdr_at(st, p, j);
+        sendj[j] = st->base + h->send_off;
+        recvj[j] = h->recv_off >= 0 ? st->base + h->recv_off : NULL;
+    }
+    size_t lo, hi, step = DT__SHM_DIRECT_CHUNK / esz;
+    dt__shm_split(c->count, n, st->rank, &lo, &hi);
+    char *dst = reduce ? recvj[c->root] : recvj[st->rank];
+    for (size_t x = lo; x < hi; x += step) {
+        size_t m = hi - x < step ? hi - x : step;
+        const void *ins[DT__SHM_MAX_RANKS];
+        for (int j = 0; j < n; j++) ins[j] = sendj[j] + x * esz;
+        dt__reduce_n(dst + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
+        if (!reduce)
+            for (int j = 0; j < n; j++)
+                if (j != st->rank) memcpy(recvj[j] + x * esz, dst + x * esz, m * esz);
+    }
+}
+
+static int staged_allreduce(dt__shm *st, const dt__coll *c, size_t esz, bool out_here)
+{
+    int n = st->size, me = st->rank, p;
+    size_t chunk = DT__SHM_SLOT / esz;
+    const char *send = c->send;
+    char *recv = c->recv;
+    for (size_t x = 0; x < c->count; x += chunk) {
+        size_t m = c->count - x < chunk ? c->count - x : chunk, lo, hi;
+        DT_CHECK(dt__shm_round_begin(st, c, &p));
+        memcpy(dt__shm_slot(st, p, me), send + x * esz, m * esz);
+        dt__shm_publish(st);
+        DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        dt__shm_split(m, n, me, &lo, &hi);
+        const void *ins[DT__SHM_MAX_RANKS];
+        for (int j = 0; j < n; j++) ins[j] = dt__shm_slot(st, p, j) + lo * esz;
+        dt__reduce_n(dt__shm_slot(st, p, me) + lo * esz, ins, n, hi - lo, c->dtype, c->redop, c->premul);
+        dt__shm_publish(st);
+        if (out_here) {
+            DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+            for (int j = 0; j < n; j++) {
+                dt__shm_split(m, n, j, &lo, &hi);
+                memcpy(recv + (x + lo) * esz, dt__shm_slot(st, p, j) + lo * esz, (hi - lo) * esz);
+            }
+        }
+        dt__shm_round_end(st, p);
+    }
+    return 0;
+}
+
+int dt__shm_allreduce(void *state, const dt__coll *c)
+{
+    dt__shm *st = state;
+    DT_CHECK(dt__shm_enter(st, c));
+    size_t esz = dt_dtype_size(c->dtype), bytes = c->count * esz;
+    bool reduce = c->kind == DT__OP_REDUCE, out_here = !reduce || st->rank == c->root;
+    if (bytes <= DT__SHM_SMALL) return small_allreduce(st, c, bytes, out_here);
+
+    int p;
+    DT_CHECK(dt__shm_round_begin(st, c, &p));
+    dt__shm_post_hdr(st, p, c, c->count, dt__shm_heap_off(st, c->send, bytes),
+                     out_here ? dt__shm_heap_off(st, c->recv, bytes) : -1);
+    dt__shm_publish(st);
+    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    DT_CHECK(dt__shm_check_hdrs(st, p, c));
+    bool direct = true;
+    for (int j = 0; j < st->size; j++) {
+        const dt__shm_slot_hdr *h = dt__shm_slot_hdr_at(st, p, j);
+        if (h->send_off < 0 || ((!reduce || j == c->root) && h->recv_off < 0)) direct = false;
+    }
+    if (direct) {
+        direct_allreduce(st, c, p, esz);
+        dt__shm_publish(st);
+        DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        dt__shm_round_end(st, p);
+        return 0;
+    }
+    dt__shm_round_end(st, p);
+    return staged_allreduce(st, c, esz, out_here);
+}
+
+/* Whether sendv[i] follow one another (counts[i] elements each). */
+static bool contiguous(const dt__coll *c, int n, size_t esz)
+{
+    const char *q = c->sendv[0];
+    for (int i = 0; i < n; i++) {
+        if (c->sendv[i] != (const void *)q) return false;
+        q += c->recv_counts[i] * esz;
+    }
+    return true;
+}
+
+int dt__shm_reduce_scatter(void *state, const dt__coll *c)
+{
+    dt__shm *st = state;
+    DT_CHECK(dt__shm_enter(st, c));
+    int n = st->size, me = st->rank, p;
+    size_t esz = dt_dtype_size(c->dtype), total = 0, maxc = 0;
+    for (int i = 0; i < n; i++) {
+        total += c->recv_counts[i];
+        if (c->recv_counts[i] > maxc) maxc = c->recv_counts[i];
+    }
+    int64_t off = contiguous(c, n, esz) ? dt__shm_heap_off(st, c->sendv[0], total * esz) : -1;
+    DT_CHECK(dt__shm_round_begin(st, c, &p));
+    dt__shm_post_hdr(st, p, c, dt__shm_counts_fp(c->recv_counts, n), off, -1);
+    dt__shm_publish(st);
+    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    DT_CHECK(dt__shm_check_hdrs(st, p, c));
+    bool direct = total * esz > DT__SHM_SMALL;
+    for (int j = 0; j < n; j++)
+        if (dt__shm_slot_hdr_at(st, p, j)->send_off < 0) direct = false;
+    if (direct) {
+        size_t displ = 0;
+        for (int i = 0; i < me; i++) displ += c->recv_counts[i];
+        const void *ins[DT__SHM_MAX_RANKS];
+        for (int j = 0; j < n; j++) ins[j] = st->base + dt__shm_slot_hdr_at(st, p, j)->send_off + displ * esz;
+        dt__reduce_n(c->recv, ins, n, c->recv_counts[me], c->dtype, c->redop, c->premul);
+        dt__shm_publish(st);
+        DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        dt__shm_round_end(st, p);
+        return 0;
+    }
+    dt__shm_round_end(st, p);
+    size_t piece = DT__SHM_SLOT / (size_t)n / DT__SHM_LINE * DT__SHM_LINE / esz;
+    for (size_t x = 0; x < maxc; x += piece) {
+        DT_CHECK(dt__shm_round_begin(st, c, &p));
+        char *mine = dt__shm_slot(st, p, me);
+        for (int i = 0; i < n; i++)
+            if (c->recv_counts[i] > x) {
+                size_t m = c->recv_counts[i] - x < piece ? c->recv_counts[i] - x : piece;
+                memcpy(mine + (size_t)i * piece * esz, (const char *)c->sendv[i] + x * esz, m * esz);
+            }
+        dt__shm_publish(st);
+        DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        if (c->recv_counts[me] > x) {
+            size_t m = c->recv_counts[me] - x < piece ? c->recv_counts[me] - x : piece;
+            const void *ins[DT__SHM_MAX_RANKS];
+            for (int j = 0; j < n; j++) ins[j] = dt__shm_slot(st, p, j) + (size_t)me * piece * esz;
+            dt__reduce_n((char *)c->recv + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
+        }
+        dt__shm_round_end(st, p);
+    }
+    return 0;
+}

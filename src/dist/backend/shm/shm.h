@@ -1,0 +1,195 @@
+/* The shm backend's insides: the shared segment's layout, the per-process
+ * state, and the helpers its algorithms are built from (rounds, waits, the
+ * failure record). Only src/dist/backend/shm/ includes this.
+ *
+ * The segment (one per group, created by group rank 0, mapped by all):
+ *   hdr                 magic, sizes, offsets, the failure record
+ *   ctrl[n]             per rank: `step` (rounds published, a futex word) and
+ *                       `bell` (p2p doorbell), each on its own cache line
+ *   slot[2][n]          staging: per parity and rank a header + DT__SHM_SLOT bytes
+ *   chan[n][n]          p2p: channel src->dst, two chunk buffers of DT__SHM_CHAN
+ *   heap[n]             per rank an arena of heap_bytes for dt_pg_alloc
+ *
+ * Rounds. Every collective is a sequence of rounds and every rank runs the
+ * same rounds. A round uses the slot set of parity p = round & 1: a rank
+ * writes its own slot (header, data), publishes (step++), waits until the
+ * ranks it reads from have published that step, reads their slots, and ends
+ * the round by publishing again. Since every rank publishes the same number of
+ * times, a step number means the same point on every rank. Before writing set
+ * p a rank waits until every rank has ended the previous round of parity p
+ * (guard[p]), so nobody overwrites a slot a peer is still reading; in the
+ * all-to-all patterns that wait is already satisfied and costs n loads.
+ *
+ * Invariants: st->step is this rank's last published step; guard[p] is the
+ * step that ended the last round of parity p (equal on every rank). */
+#ifndef DTRAIN_DIST_SHM_H
+#define DTRAIN_DIST_SHM_H
+
+#include "dist/backend/backend.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define DT__SHM_MAGIC 0x6474736du          /* "dtsm" */
+#define DT__SHM_VERSION 1u
+#define DT__SHM_MAX_RANKS 64
+#define DT__SHM_SLOT (512u << 10)         /* staging bytes per rank and parity */
+#define DT__SHM_SMALL (32u << 10)         /* up to here: one round, no heap fast path */
+#define DT__SHM_CHAN (128u << 10)         /* p2p chunk */
+#define DT__SHM_LINE 64
+
+typedef struct {
+    _Alignas(DT__SHM_LINE) _Atomic uint32_t step; /* rounds published (futex word) */
+    _Atomic uint32_t step_waiters;        /* peers sleeping on step */
+    int32_t pid;
+    char pad0[DT__SHM_LINE - 12];
+    _Atomic uint32_t bell;                /* bumped by every p2p chunk or ack for this rank */
+    _Atomic uint32_t bell_waiters;
+    char pad1[DT__SHM_LINE - 8];
+} dt__shm_ctrl;
+
+/* Written by a slot's owner before it publishes the round. */
+typedef struct {
+    _Alignas(DT__SHM_LINE) uint64_t seq;
+    uint32_t kind, dtype, redop, root;
+    uint64_t count;                       /* count, or a fingerprint of the count lists */
+    int64_t send_off, recv_off;           /* segment offsets of heap buffers, -1 if elsewhere */
+} dt__shm_slot_hdr;
+
+typedef struct {
+    int32_t tag;
+    uint32_t first;                       /* first chunk of a message */
+    uint64_t total;                       /* message bytes */
+    uint64_t len;                         /* this chunk's bytes */
+} dt__shm_chunk_meta;
+
+typedef struct {
+    _Alignas(DT__SHM_LINE) _Atomic uint64_t sent; /* chunks written by the sender */
+    char pad0[DT__SHM_LINE - 8];
+    _Atomic uint64_t acked;               /* chunks consumed by the receiver */
+    char pad1[DT__SHM_LINE - 8];
+    dt__shm_chunk_meta meta[2];           /* of chunk k at meta[k & 1] */
+} dt__shm_chan;
+
+typedef struct {
+    uint32_t magic, version, size, pad;
+    uint64_t seg_bytes, heap_bytes;
+    uint64_t off_ctrl, off_slot, off_chan, off_heap;
+    /* The failure record: the first rank to see a failure fills it, every
+     * waiter on every rank reads it and fails the same way. */
+    _Atomic int32_t fail_code;            /* 0 while healthy (claimed by CAS) */
+    _Atomic uint32_t fail_ready;          /* 1 once the fields below are written */
+    int32_t fail_rank;                    /* who recorded it */
+    uint32_t pad2;
+    uint64_t fail_seq;
+    uint64_t fail_missing;                /* bit i: group rank i did not take part */
+    char fail_msg[512];
+} dt__shm_hdr;
+
+typedef struct {
+    int rank, size;
+    char group[64];
+    int fd;
+    char name[64];                        /* the segment's shm name (unlinked once all mapped) */
+    char *base;
+    size_t bytes;
+    dt__shm_hdr *hdr;
+    dt__shm_ctrl *ctrl;
+    uint32_t step;
+    uint32_t guard[2];
+    uint64_t round;
+    _Atomic int local_abort;
+    int64_t spin_ns;                      /* spin this long before sleeping */
+    int64_t last_live_check;
+    const char *op;                       /* name of the op running, for messages */
+    uint64_t seq;
+    /* heap allocator (heap.c): extents of this rank's arena, by offset */
+    pthread_mutex_t heap_mu;
+    struct dt__shm_ext { uint64_t off, len; } *free_ext, *used_ext;
+    int nfree, nused, cap_free, cap_used;
+} dt__shm;
+
+/* ---- segment.c */
+int dt__shm_segment_create(dt__shm *st, const dt__backend_init *init);
+void dt__shm_segment_destroy(dt__shm *st);
+static inline dt__shm_slot_hdr *dt__shm_slot_hdr_at(dt__shm *st, int p, int r)
+{
+    return (dt__shm_slot_hdr *)(st->base + st->hdr->off_slot +
+                                ((size_t)p * st->size + r) * (sizeof(dt__shm_slot_hdr) + DT__SHM_SLOT));
+}
+static inline char *dt__shm_slot(dt__shm *st, int p, int r) { return (char *)(dt__shm_slot_hdr_at(st, p, r) + 1); }
+static inline dt__shm_chan *dt__shm_chan_at(dt__shm *st, int src, int dst)
+{
+    return (dt__shm_chan *)(st->base + st->hdr->off_chan +
+                            ((size_t)src * st->size + dst) * (sizeof(dt__shm_chan) + 2 * (size_t)DT__SHM_CHAN));
+}
+static inline char *dt__shm_chan_data(dt__shm_chan *ch, uint64_t k) { return (char *)(ch + 1) + (k & 1) * DT__SHM_CHAN; }
+/* Segment offset of p when [p, p+bytes) lies in this rank's heap arena, else -1. */
+int64_t dt__shm_heap_off(dt__shm *st, const void *p, size_t bytes);
+
+/* ---- wait.c */
+/* Publish one more step and wake sleepers. */
+void dt__shm_publish(dt__shm *st);
+/* Wait until rank r has published step s / every other rank has (c: the
+ * deadline). Fail (recording it) on timeout, death of a peer, abort. */
+int dt__shm_wait_step(dt__shm *st, int r, uint32_t s, int64_t deadline_ns);
+int dt__shm_wait_all(dt__shm *st, uint32_t s, int64_t deadline_ns);
+/* Wait until this rank's bell differs from seen (p2p); peers: bit mask of
+ * ranks whose death ends the wait. */
+int dt__shm_wait_bell(dt__shm *st, uint32_t seen, uint64_t peers, int64_t deadline_ns);
+void dt__shm_ring(dt__shm *st, int r);
+/* Record a failure in the segment (first one wins), wake every waiter, set
+ * this thread's error; returns the recorded code. */
+int dt__shm_fail(dt__shm *st, int code, uint64_t missing, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 0, or the recorded failure (as this thread's error). */
+int dt__shm_check(dt__shm *st);
+void dt__shm_wake_all(dt__shm *st);
+
+/* ---- shm.c: rounds */
+/* Begin a round: wait for the guard of its parity; *p receives the parity. */
+int dt__shm_round_begin(dt__shm *st, const dt__coll *c, int *p);
+void dt__shm_round_end(dt__shm *st, int p);
+/* Fill this rank's slot header of parity p for c. */
+void dt__shm_post_hdr(dt__shm *st, int p, const dt__coll *c, uint64_t count, int64_t send_off, int64_t recv_off);
+/* Compare every rank's header of parity p with ours (DT_EMISMATCH, recorded). */
+int dt__shm_check_hdrs(dt__shm *st, int p, const dt__coll *c);
+/* [lo, hi) of count split in n near-equal parts, part i. */
+static inline void dt__shm_split(size_t count, int n, int i, size_t *lo, size_t *hi)
+{
+    size_t q = count / (size_t)n, rem = count % (size_t)n;
+    *lo = (size_t)i * q + ((size_t)i < rem ? (size_t)i : rem);
+    *hi = *lo + q + ((size_t)i < rem ? 1 : 0);
+}
+
+/* At the start of every op: name it for messages, fail if the group has. */
+static inline int dt__shm_enter(dt__shm *st, const dt__coll *c)
+{
+    st->op = dt__op_name(c->kind);
+    st->seq = c->seq;
+    return dt__shm_check(st);
+}
+/* FNV-1a of a count list (the header's check of uneven counts). */
+static inline uint64_t dt__shm_counts_fp(const size_t *counts, int n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < n; i++) h = (h ^ (uint64_t)counts[i]) * 1099511628211ull;
+    return h;
+}
+
+/* ---- the ops (allreduce.c, gather.c, p2p.c) */
+int dt__shm_allreduce(void *state, const dt__coll *c);
+int dt__shm_reduce_scatter(void *state, const dt__coll *c);
+int dt__shm_broadcast(void *state, const dt__coll *c);
+int dt__shm_allgather(void *state, const dt__coll *c);
+int dt__shm_scatter(void *state, const dt__coll *c);
+int dt__shm_alltoall(void *state, const dt__coll *c);
+int dt__shm_barrier(void *state, const dt__coll *c);
+int dt__shm_p2p(void *state, dt__p2p *ops, int nops, int64_t deadline_ns);
+
+/* ---- heap.c */
+int dt__shm_heap_init(dt__shm *st);
+void dt__shm_heap_fini(dt__shm *st);
+void *dt__shm_alloc(void *state, size_t bytes);
+void dt__shm_free(void *state, void *p);
+
+#endif /* DTRAIN_DIST_SHM_H */
