@@ -46,7 +46,9 @@ int dt__accumulate_leaf(dt_tensor *leaf, dt__meta *m, const dt_tensor *g)
 
 static void fire_hooks(dt_tensor *leaf, dt__meta *m)
 {
+    dt_no_grad_begin();
     for (int i = 0; i < m->nhooks; i++) m->hooks[i].fn(leaf, m->hooks[i].ctx);
+    dt_no_grad_end();
 }
 
 static bool same_shape(const dt_tensor *g, int ndim, const int64_t *shape)
