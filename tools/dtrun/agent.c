@@ -138,7 +138,7 @@ static int mkdirs(const char *path)
 
 static void remove_tree(const char *path)
 {
-    pid_t pid = fork();   /* rm -rf without writing a tree walker */
+    pid_t pid = dtrun_fork();   /* rm -rf without writing a tree walker */
     if (pid == 0) {
         execlp("rm", "rm", "-rf", "--", path, (char *)NULL);
         _exit(127);

@@ -161,10 +161,34 @@ static void child_fail(const char *what, const char *arg)
     _exit(127);
 }
 
+pid_t dtrun_fork(void)
+{
+    /* Signals stay blocked across fork until the child has dropped the agent's
+     * handlers: one arriving in between (the agent stopping a worker that has
+     * not run yet) would run the agent's handler in the child and land in the
+     * agent's signal pipe as if the agent had been signalled. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid != 0) {
+        int e = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        errno = e;
+        return pid;
+    }
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    return 0;
+}
+
 pid_t dtrun_spawn(char *const argv[], const dtrun_env *env, int out_fd, int err_fd)
 {
     pid_t agent = getpid();
-    pid_t pid = fork();
+    pid_t pid = dtrun_fork();
     if (pid != 0) {
         if (pid > 0) setpgid(pid, pid);   /* also in the child: whichever runs first */
         return pid;
@@ -172,11 +196,6 @@ pid_t dtrun_spawn(char *const argv[], const dtrun_env *env, int out_fd, int err_
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != agent) _exit(128 + SIGKILL);   /* the agent died before prctl */
-    sigset_t none;
-    sigemptyset(&none);
-    for (int s = 1; s < 32; s++)
-        if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     if (dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) child_fail("cannot set up output of ", argv[0]);
     execvpe(argv[0], argv, env->v);
     child_fail("cannot execute ", argv[0]);

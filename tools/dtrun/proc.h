@@ -37,6 +37,10 @@ void dtrun_guardian_watch(pid_t pgid, bool add);
  * the reason on the worker's stderr. */
 pid_t dtrun_spawn(char *const argv[], const dtrun_env *env, int out_fd, int err_fd);
 
+/* fork() for the agent: the child starts with default signal handlers and
+ * an empty mask, and no signal is handled by the agent's handlers in between. */
+pid_t dtrun_fork(void);
+
 /* Signal a worker's whole process group. */
 void dtrun_signal_group(pid_t pgid, int sig);
 
