@@ -16,5 +16,6 @@
 #include <dtrain/checkpoint.h>
 #include <dtrain/tensor.h>
 #include <dtrain/autograd.h>
+#include <dtrain/nn.h>
 
 #endif /* DTRAIN_DTRAIN_H */
