@@ -83,6 +83,18 @@ int dt_ddp_prepare_backward(dt_ddp *d, dt_tensor *out);
  * with it off averages the accumulated gradients. */
 void dt_ddp_set_no_sync(dt_ddp *d, bool on);
 
+/* Uneven inputs (torch's model.join()): every rank calls dt_ddp_join_enable(d, true)
+ * before its loop and dt_ddp_join(d) after its last batch. A rank that ran out of
+ * batches then shadows the others' steps: it joins each step's all_reduces with zeros
+ * (the average stays sum / initial world size, torch's divide_by_initial_world_size)
+ * until every rank has joined; then all ranks take the parameters of the last rank to
+ * join, so the replicas agree again. In join mode each forward first all-reduces how
+ * many ranks are still active. The buckets must have been rebuilt (one synchronised
+ * step on every rank) before a rank joins: DT_ESTATE otherwise. Returns 0, or the
+ * group's error. */
+int dt_ddp_join_enable(dt_ddp *d, bool on);
+int dt_ddp_join(dt_ddp *d);
+
 /* Parameter slots over DDP's gradients (valid until dt_ddp_free), n written to *n.
  * Borrowed. */
 const dt_param_slot *dt_ddp_slots(const dt_ddp *d, size_t *n);

@@ -310,6 +310,15 @@ int dt_ddp_pre_forward(dt_ddp *d)
 {
     if (!d) return dt_set_error(DT_EINVAL, "DDP: NULL handle");
     if (d->err) return dt__ddp_raise(d);
+    if (d->join) {
+        /* [active ranks, active ranks that synchronise this step]: what joined ranks shadow */
+        int32_t v[2] = {1, d->no_sync ? 0 : 1};
+        int rc = dt_pg_allreduce(d->pg, v, v, 2, DT_I32, DT_RED_SUM, NULL, NULL);
+        if (rc < 0) return dt__ddp_fail(d, dt_error_wrap(rc, "DDP: counting the active ranks (join)"));
+        if (v[1] != 0 && v[1] != v[0])
+            return dt__ddp_fail(d, dt_set_error(DT_EMISMATCH, "DDP: %d of %d active ranks are in no_sync this step; "
+                                                "with join, all or none must be", (int)(v[0] - v[1]), (int)v[0]));
+    }
     if (d->o.broadcast_buffers)
         for (int i = 0; i < d->nb; i++) {
             dt_tensor *t = d->buf[i].t;

@@ -52,6 +52,7 @@ struct dt_ddp {
     bool rebuilt;
     bool in_backward;       /* the finalize callback is queued */
     bool no_sync;
+    bool join;              /* join mode: each forward counts the active ranks */
     int err;                /* sticky failure, reported by the next pre_forward */
     char errmsg[512];
     int64_t syncs;

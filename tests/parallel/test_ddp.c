@@ -299,6 +299,51 @@ static void t_buffers(void)
     DT_ASSERT_EQ(spawn_ranks(3, r_buffers, NULL, 0), 0);
 }
 
+/* Uneven inputs: rank r has 2 + r steps. Each step averages over the initial world
+ * (joined ranks add zeros); at the end every rank holds the last joiner's model,
+ * which equals one process doing the same steps. */
+static void r_join(int rank, int n, void *arg)
+{
+    (void)arg;
+    dt_pg *pg = test_pg(rank, n, 60000);
+    DT_ASSERT(pg);
+    model m, ref;
+    model_init(&m, 21);
+    model_init(&ref, 21);
+    dt_ddp *d = wrap(pg, &m, NULL);
+    DT_ASSERT(d);
+    DT_ASSERT_OK(dt_ddp_join_enable(d, true));
+    for (int s = 0; s < 2 + rank; s++) DT_SCOPE {
+        DT_ASSERT_OK(dt_ddp_pre_forward(d));
+        DT_ASSERT_OK(dt_backward(loss_of(&m, batch(rank, s, B), false)));
+        sgd(&m, 0.1);
+    }
+    DT_ASSERT_MSG(dt_ddp_join(d) == 0, "%s", dt_last_error());
+    for (int s = 0; s < 2 + n - 1; s++) DT_SCOPE {
+        dt_tensor *l = NULL;
+        for (int r = 0; r < n; r++)
+            if (s < 2 + r) {
+                dt_tensor *lr = loss_of(&ref, batch(r, s, B), false);
+                l = l ? dt_add(l, lr) : lr;
+            }
+        DT_ASSERT_OK(dt_backward(dt_div_scalar(l, n)));
+        sgd(&ref, 0.1);
+    }
+    for (int i = 0; i < NP; i++) {
+        double e = max_rel(m.p[i], ref.p[i]);
+        DT_ASSERT_MSG(e <= 2e-6, "param %s: rel err %g", NAMES[i], e);
+    }
+    dt_ddp_free(d);
+    model_free(&m);
+    model_free(&ref);
+    dt_destroy_process_group(pg);
+}
+
+static void t_join(void)
+{
+    for (int n = 2; n <= 3; n++) DT_ASSERT_EQ(spawn_ranks(n, r_join, NULL, 0), 0);
+}
+
 int main(void)
 {
     DT_RUN(t_equivalence);
@@ -308,5 +353,6 @@ int main(void)
     DT_RUN(t_unused);
     DT_RUN(t_mismatch);
     DT_RUN(t_buffers);
+    DT_RUN(t_join);
     return DT_TEST_END();
 }
