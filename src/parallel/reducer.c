@@ -89,16 +89,18 @@ int dt__ddp_build_buckets(dt_ddp *d, const int *order)
         dt__ddp_bucket *b = &d->b[j];
         b->lo = INT64_MAX;
         b->hi = 0;
-        int64_t covered = 0;
         for (int k = 0; k < b->np; k++) {
             const dt__ddp_param *p = &d->p[b->params[k]];
             if (p->off < b->lo) b->lo = p->off;
             if (p->off + p->numel > b->hi) b->hi = p->off + p->numel;
-            covered += (p->numel + 15) / 16 * 16;
         }
-        /* In place when no other bucket's param lies inside [lo, hi): the params' padded
-         * sizes then add up to the range (the last one's padding may fall outside). */
-        b->contiguous = covered >= b->hi - b->lo;
+        if (b->np == 0) b->lo = 0;
+        /* in place when no other bucket's param lies inside [lo, hi) */
+        b->contiguous = true;
+        for (int i = 0; i < d->np && b->contiguous; i++) {
+            const dt__ddp_param *p = &d->p[i];
+            if (p->bucket != j && p->numel > 0 && p->off < b->hi && p->off + p->numel > b->lo) b->contiguous = false;
+        }
         size_t count = (size_t)(b->hi - b->lo);
         if (!b->contiguous && !(b->stage = comm_alloc(d, count * sizeof(float)))) return dt_last_error_code();
         if (d->o.comm_hook != DT_DDP_HOOK_NONE && !(b->half = comm_alloc(d, count * sizeof(uint16_t))))
