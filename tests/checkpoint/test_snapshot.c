@@ -64,7 +64,7 @@ static void check_loaded(dt_st_file *f, int64_t step, int64_t n)
 static void t_save_keep_load(void)
 {
     char dir[512];
-    fresh_dir(dir, sizeof dir, "a/b/snaps");  /* parents are created */
+    fresh_dir(dir, sizeof dir, g_use_list ? "a/b/listsnaps" : "a/b/snaps");  /* parents are created */
     dt_snapshot_opts o = DT_SNAPSHOT_OPTS_INIT;
     o.chunk_bytes = 4096;
     dt_snapshot *s = dt_snapshot_open(dir, &o);
