@@ -62,5 +62,5 @@ for m in "${models[@]}"; do
         r=$(ours "$m"); v=$(value "$r" "$f"); o+=("$v"); echo "dtrain $m: $r"
     done
     mo=$(printf '%s\n' "${o[@]}" | median); mt=$(printf '%s\n' "${t[@]}" | median)
-    printf '%-4s %s median: dtrain %s, torch %s, ratio %.2f\n' "$m" "$f" "$mo" "$mt" "$(echo "$mo / $mt" | bc -l)"
+    printf '%-4s %s median: dtrain %s, torch %s, ratio %.2f\n' "$m" "$f" "$mo" "$mt" "$(awk -v a="$mo" -v b="$mt" 'BEGIN {print a / b}')"
 done
