@@ -282,7 +282,11 @@ dt_tensor *dt_sdpa(dt_tensor *q, dt_tensor *k, dt_tensor *v, bool causal, double
     sh[a.nb + 1] = a.Ev;
     if (!(out = dt__empty(ct, q->ndim, sh))) goto done;
     sh[a.nb + 1] = 2;
-    if (!(stats = dt__empty(ct, q->ndim, sh))) goto done;
+    if (!(stats = dt__empty(ct, q->ndim, sh))) {
+        dt_tensor_release(out);
+        out = NULL;
+        goto done;
+    }
     a.out = dt__ptr(out);
     a.stats = dt__ptr(stats);
     if (a.L && a.S) {
