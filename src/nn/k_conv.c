@@ -4,12 +4,17 @@
  * COL_BUDGET bytes: col (K, G*P), K = C*kh*kw rows (c, i, j), P = Ho*Wo columns per
  * image, image g's block at columns g*P. im2col and col2im run on the compute pool
  * over (image, channel) pairs, which write disjoint rows of col (or planes of dx).
- * Then one GEMM per image works on its block in place (ldb = G*P), writing straight
- * into out / dw / the block, so nothing is transposed or copied afterwards:
+ * With one compute thread, one GEMM per image works on its block in place (ldb =
+ * G*P), writing straight into out / dw / the block, so nothing is copied:
  *
  *   forward   out[n] (O, P)  = w (O, K) @ col_n (K, P)       (+ b: out starts as b)
  *   dw        dw (O, K)     += gout[n] (O, P) @ col_n^T       (col recomputed from x)
  *   dx        col_n (K, P)   = w^T (K, O) @ gout[n] (O, P),   then col2im adds into dx
+ *
+ * With several (batched mode), each product is one GEMM over the whole group, through
+ * a group buffer grp (O, G*P) next to col: forward computes grp = w @ col and moves it
+ * (+ b) to out's (N, O, P); backward first gathers gout into grp, then dw += grp @
+ * col^T and col = w^T @ grp. Large GEMMs are what OpenBLAS's threads split well.
  *
  * A 1x1 kernel with stride 1 and no padding skips im2col: x[n] is its own column
  * matrix. Columns are recomputed in backward rather than kept from forward (memory).
