@@ -240,18 +240,29 @@ int dt__conv2d_fwd(const dt__conv_geom *g, dt_dtype dt, const void *x, const voi
     return 0;
 }
 
-static void bias_grad(const dt__conv_geom *g, dt_dtype dt, const void *gout, void *db)
+typedef struct {
+    const dt__conv_geom *g;
+    dt_dtype dt;
+    const void *gout;
+    void *db;
+} bias_job;
+
+/* db[o] = sum of gout[n][o][p] over n and p, in f64 (one output channel per item). */
+static void bias_range(void *arg, int64_t begin, int64_t end, int tid)
 {
+    (void)tid;
+    const bias_job *j = arg;
+    const dt__conv_geom *g = j->g;
     int64_t P = g->Ho * g->Wo;
-    for (int64_t oc = 0; oc < g->O; oc++) {
+    for (int64_t oc = begin; oc < end; oc++) {
         double s = 0;
         for (int64_t n = 0; n < g->N; n++) {
             int64_t at = (n * g->O + oc) * P;
-            if (dt == DT_F32) { const float *r = (const float *)gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
-            else { const double *r = (const double *)gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
+            if (j->dt == DT_F32) { const float *r = (const float *)j->gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
+            else { const double *r = (const double *)j->gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
         }
-        if (dt == DT_F32) ((float *)db)[oc] = (float)s;
-        else ((double *)db)[oc] = s;
+        if (j->dt == DT_F32) ((float *)j->db)[oc] = (float)s;
+        else ((double *)j->db)[oc] = s;
     }
 }
 
@@ -260,7 +271,10 @@ int dt__conv2d_bw(const dt__conv_geom *g, dt_dtype dt, const void *x, const void
 {
     int64_t es = (int64_t)dt_dtype_size(dt), P = g->Ho * g->Wo, K = g->C * g->kh * g->kw;
     const char *go = gout;
-    if (db) bias_grad(g, dt, gout, db);
+    if (db) {
+        bias_job bj = {.g = g, .dt = dt, .gout = gout, .db = db};
+        dt__parallel_for(g->O, 1, bias_range, &bj);
+    }
     if (!dx && !dw) return 0;
     if (g->N == 0) {
         if (dw) memset(dw, 0, (size_t)(g->O * K * es));
