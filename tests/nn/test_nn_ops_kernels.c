@@ -152,12 +152,15 @@ static void t_conv_bf16(void)
     conv_vs_ref(&CONV_CASES[3], DT_F16, 3e-3);
 }
 
-/* Many threads in the pool or one: the same result (im2col/col2im split over images). */
+/* One compute thread (per-image GEMMs in place) or several (one GEMM per column group):
+ * the same results. */
 static void t_conv_threads(void)
 {
     int old = dt_tensor_num_threads();
     DT_ASSERT_OK(dt_tensor_set_num_threads(1));
     conv_vs_ref(&CONV_CASES[4], DT_F32, 2e-5);
+    conv_vs_ref(&CONV_CASES[1], DT_F32, 2e-5);   /* per-image GEMMs over two column groups */
+    conv_vs_ref(&CONV_CASES[2], DT_F64, 1e-12);
     DT_ASSERT_OK(dt_tensor_set_num_threads(3));
     conv_vs_ref(&CONV_CASES[4], DT_F32, 2e-5);
     conv_vs_ref(&CONV_CASES[0], DT_F32, 2e-5);
