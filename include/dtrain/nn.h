@@ -22,16 +22,19 @@ extern "C" {
 /* ================================================================ functional */
 
 /* F.conv2d(x, w, b, stride, padding): x (N, C, H, W), w (O, C, kh, kw), b (O) or NULL;
- * zero padding. Out (N, O, Ho, Wo), Ho = (H + 2*pad_h - kh) / stride_h + 1 (floor).
- * DT_ESHAPE when channels differ or the output would be empty, DT_EINVAL for a stride
- * < 1 or a negative padding. */
+ * zero padding, no dilation or groups. Out (N, O, Ho, Wo), Ho = (H + 2*pad_h - kh) /
+ * stride_h + 1 (floor); an unbatched x (C, H, W) gives (O, Ho, Wo), as torch.
+ * DT_ESHAPE when channels differ, b is not (O) or the output would be empty, DT_EINVAL
+ * for a stride < 1 or a negative padding. im2col + GEMM (docs/nn.md). */
 dt_tensor *dt_conv2d(dt_tensor *x, dt_tensor *w, dt_tensor *b, int stride_h, int stride_w,
                      int pad_h, int pad_w);
 
 /* F.max_pool2d / F.avg_pool2d(x, kernel, stride, padding) on (N, C, H, W) or (C, H, W),
- * floor mode. Max: padding counts as -inf, the gradient goes to the first maximum of
- * each window (torch's choice). Avg: count_include_pad=True (torch's default). padding
- * at most half the kernel (DT_EINVAL otherwise, as torch). */
+ * floor mode, no dilation. Max: padding counts as -inf, the gradient goes to the first
+ * maximum of each window (torch's choice; a NaN counts as the maximum). Avg:
+ * count_include_pad=True (torch's default). Kernel and stride at least 1 (torch's
+ * stride=None is stride = kernel), padding at most half the kernel (DT_EINVAL otherwise,
+ * as torch); DT_ESHAPE when the kernel exceeds the padded input. */
 dt_tensor *dt_max_pool2d(dt_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
                          int pad_w);
 dt_tensor *dt_avg_pool2d(dt_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
