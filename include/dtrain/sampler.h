@@ -76,8 +76,10 @@ typedef struct {
     bool replacement;      /* false: randperm(n) passes; true: randint(0, n) draws */
     int64_t num_samples;   /* indices per epoch; 0: n */
     int64_t seed;          /* the generator's seed (torch takes it mod 2^64, then its low 32 bits) */
+    int64_t skip;          /* generator draws to discard before epoch 0: those another user of
+                              the same generator took first (>= 0) */
 } dt_random_sampler_opts;
-#define DT_RANDOM_SAMPLER_OPTS_INIT {.replacement = false, .num_samples = 0, .seed = 0}
+#define DT_RANDOM_SAMPLER_OPTS_INIT {.replacement = false, .num_samples = 0, .seed = 0, .skip = 0}
 /* torch seeds the generator once and it runs on from epoch to epoch, so epoch e is
  * torch's (e+1)-th pass over the sampler: without replacement, num_samples / n + 1
  * randperm(n)s, concatenated and cut to num_samples (torch draws the last one even
@@ -86,7 +88,7 @@ typedef struct {
  * in make no difference). set_epoch(e) replays the e earlier passes' draws.
  * The reference GPT job's random windows are this sampler with replacement over the
  * dt_dataset_tokens of all len - T - 1 starts (see data.h). DT_EINVAL for n < 0,
- * num_samples < 0, or num_samples > 0 over an empty dataset. */
+ * num_samples < 0, skip < 0, or num_samples > 0 over an empty dataset. */
 dt_sampler *dt_sampler_random(int64_t n, dt_random_sampler_opts o);
 
 void dt_sampler_free(dt_sampler *s);       /* NULL is a no-op */

@@ -197,8 +197,9 @@ static uint64_t random_epoch_draws(int64_t n, const dt_random_sampler_opts *o)
 
 dt_sampler *dt_sampler_random(int64_t n, dt_random_sampler_opts o)
 {
-    if (n < 0 || o.num_samples < 0 || (n == 0 && o.num_samples > 0)) {
-        dt_set_error(DT_EINVAL, "random sampler: dataset size %lld, num_samples %lld", (long long)n, (long long)o.num_samples);
+    if (n < 0 || o.num_samples < 0 || o.skip < 0 || (n == 0 && o.num_samples > 0)) {
+        dt_set_error(DT_EINVAL, "random sampler: dataset size %lld, num_samples %lld, skip %lld", (long long)n,
+                     (long long)o.num_samples, (long long)o.skip);
         return NULL;
     }
     dt_sampler *s = sampler_alloc(K_RANDOM, n, o.num_samples ? o.num_samples : n);
@@ -242,7 +243,7 @@ int dt_sampler_set_epoch(dt_sampler *s, int64_t epoch)
          * given a generator: epoch e is the (e+1)-th pass, so skip e passes' draws. */
         dt_mt19937 g;
         dt_mt19937_seed(&g, (uint64_t)s->ro.seed);
-        uint64_t skip = random_epoch_draws(s->n, &s->ro) * (uint64_t)epoch;
+        uint64_t skip = (uint64_t)s->ro.skip + random_epoch_draws(s->n, &s->ro) * (uint64_t)epoch;
         for (uint64_t i = 0; i < skip; i++) dt_mt19937_next(&g);
         DT_CHECK(random_fill(s, &g));
         break;
