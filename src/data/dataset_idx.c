@@ -4,6 +4,8 @@
  * u8 pixels, never an f32 copy of the whole set. */
 #include <dtrain/data.h>
 
+#include "data/data_internal.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -76,7 +78,7 @@ static int load_one(const char *path, dt_idx *have)
 static int ensure_loaded(idx_ctx *t)
 {
     if (atomic_load_explicit(&t->loaded, memory_order_acquire)) {
-        if (t->load_rc < 0) return dt_set_error(t->load_rc, "%s", t->load_msg);
+        if (t->load_rc < 0) return dt__data_reraise(t->load_rc, NULL, t->load_msg);
         return 0;
     }
     pthread_mutex_lock(&t->mu);
@@ -90,7 +92,7 @@ static int ensure_loaded(idx_ctx *t)
         atomic_store_explicit(&t->loaded, 1, memory_order_release);
     }
     pthread_mutex_unlock(&t->mu);
-    if (t->load_rc < 0) return dt_set_error(t->load_rc, "%s", t->load_msg);
+    if (t->load_rc < 0) return dt__data_reraise(t->load_rc, NULL, t->load_msg);
     return 0;
 }
 

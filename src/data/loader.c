@@ -19,6 +19,8 @@
  * but gen and quit is read and written under mu. */
 #include <dtrain/data.h>
 
+#include "data/data_internal.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,7 +29,8 @@
 #include <time.h>
 
 #define MAX_WORKERS 256
-#define MSG_LEN 768
+#define MSG_LEN 1024
+#define CTX_LEN 160
 #define CANCELLED 1   /* build()'s result when the pass ended under it (not an error) */
 
 enum { SLOT_EMPTY = 0, SLOT_READY };
@@ -37,7 +40,8 @@ typedef struct {
     int64_t k;
     dt_tensor *x, *y;
     int rc;
-    char msg[MSG_LEN];
+    char ctx[CTX_LEN];           /* an error's place ("loader: epoch 0, batch 4, ...") */
+    char msg[MSG_LEN];           /* and its message, as dt_last_error() gave it */
 } slot;
 
 struct dt_loader {
@@ -55,7 +59,7 @@ struct dt_loader {
     bool active;                 /* a pass has begun and not yet ended */
     int64_t next_k;              /* next batch to hand out */
     int sticky_rc;               /* a get() error, returned until the next pass */
-    char sticky_msg[MSG_LEN];
+    char sticky_ctx[CTX_LEN], sticky_msg[MSG_LEN];
     dt_tensor *cur_x, *cur_y;    /* the batch handed out last */
 
     /* workers */
@@ -98,8 +102,8 @@ static dt_tensor *batch_tensor(const dt_sample_spec *s, int64_t b)
  * key seed, stream (DT_RNG_DATA, epoch), offset position << 32, where position is the
  * sample's place in the epoch's list (each sample has 2^32 blocks of room).
  * gen_seen: the pass's gen; a change stops the build with CANCELLED (nothing to
- * report). On error *msg says which batch, row and item. */
-static int build(dt_loader *ld, int64_t k, uint64_t gen_seen, dt_tensor **xo, dt_tensor **yo, char *msg)
+ * report). On error, ctx says which batch, row and item and msg what went wrong. */
+static int build(dt_loader *ld, int64_t k, uint64_t gen_seen, dt_tensor **xo, dt_tensor **yo, char *ctx, char *msg)
 {
     const dt_sample_spec *xs = dt_dataset_x_spec(ld->ds), *ys = dt_dataset_y_spec(ld->ds);
     int64_t b = batch_rows(ld, k), at = k * ld->o.batch_size;
@@ -113,7 +117,8 @@ static int build(dt_loader *ld, int64_t k, uint64_t gen_seen, dt_tensor **xo, dt
         dt_keep(y);
     }
     if (!x || !y) {
-        rc = dt_error_wrap(DT_ENOMEM, "loader: batch %lld of epoch %lld", (long long)k, (long long)ld->epoch);
+        rc = DT_ENOMEM;
+        snprintf(ctx, CTX_LEN, "loader: epoch %lld, batch %lld", (long long)ld->epoch, (long long)k);
         snprintf(msg, MSG_LEN, "%s", dt_last_error());
         goto fail;
     }
@@ -127,9 +132,9 @@ static int build(dt_loader *ld, int64_t k, uint64_t gen_seen, dt_tensor **xo, dt
         dt_clear_error();
         rc = dt_dataset_get(ld->ds, item, xp + (size_t)j * ld->xbytes, yp + (size_t)j * ld->ybytes, &rng);
         if (rc < 0) {
-            const char *e = dt_last_error();
-            snprintf(msg, MSG_LEN, "loader: epoch %lld, batch %lld, row %lld (dataset item %lld): %s", (long long)ld->epoch,
-                     (long long)k, (long long)j, (long long)item, *e ? e : dt_strerror(rc));
+            snprintf(ctx, CTX_LEN, "loader: epoch %lld, batch %lld, row %lld (dataset item %lld)", (long long)ld->epoch,
+                     (long long)k, (long long)j, (long long)item);
+            snprintf(msg, MSG_LEN, "%s", dt_last_error());
             goto fail;
         }
     }
@@ -161,9 +166,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&ld->mu);
 
         dt_tensor *x, *y;
-        char msg[MSG_LEN];
-        msg[0] = 0;
-        int rc = build(ld, k, g, &x, &y, msg);
+        char ctx[CTX_LEN], msg[MSG_LEN];
+        ctx[0] = msg[0] = 0;
+        int rc = build(ld, k, g, &x, &y, ctx, msg);
 
         pthread_mutex_lock(&ld->mu);
         ld->inflight--;
@@ -174,6 +179,7 @@ static void *worker_main(void *arg)
             s->x = x;
             s->y = y;
             s->rc = rc;
+            memcpy(s->ctx, ctx, CTX_LEN);
             memcpy(s->msg, msg, MSG_LEN);
             x = y = NULL;
             /* after an error, build nothing more of this pass: the consumer stops there */
@@ -303,7 +309,7 @@ static void fill_batch(dt_loader *ld, dt_batch *b, int64_t k)
 }
 
 /* Wait for slot k % depth to hold batch k; take it. */
-static int take(dt_loader *ld, int64_t k, int *rc_out, char *msg)
+static int take(dt_loader *ld, int64_t k, int *rc_out, char *ctx, char *msg)
 {
     pthread_mutex_lock(&ld->mu);
     slot *s = &ld->slots[k % ld->depth];
@@ -329,6 +335,7 @@ static int take(dt_loader *ld, int64_t k, int *rc_out, char *msg)
     ld->cur_x = s->x;
     ld->cur_y = s->y;
     *rc_out = s->rc;
+    memcpy(ctx, s->ctx, CTX_LEN);
     memcpy(msg, s->msg, MSG_LEN);
     memset(s, 0, sizeof *s);
     if (*rc_out == 0) {
@@ -344,7 +351,7 @@ int dt_loader_next(dt_loader *ld, dt_batch *b)
     if (!ld || !b) return dt_set_error(DT_EINVAL, "dt_loader_next: NULL argument");
     memset(b, 0, sizeof *b);
     release_current(ld);
-    if (ld->active && ld->sticky_rc < 0) return dt_set_error(ld->sticky_rc, "%s", ld->sticky_msg);
+    if (ld->active && ld->sticky_rc < 0) return dt__data_reraise(ld->sticky_rc, ld->sticky_ctx, ld->sticky_msg);
     if (!ld->active) DT_CHECK(begin_pass(ld, 0));
     int64_t k = ld->next_k;
     if (k >= ld->nbatches) {
@@ -353,18 +360,19 @@ int dt_loader_next(dt_loader *ld, dt_batch *b)
         return 0;
     }
     int rc = 0;
-    char msg[MSG_LEN];
-    msg[0] = 0;
+    char ctx[CTX_LEN], msg[MSG_LEN];
+    ctx[0] = msg[0] = 0;
     if (ld->o.num_workers == 0) {
-        rc = build(ld, k, atomic_load(&ld->gen), &ld->cur_x, &ld->cur_y, msg);
+        rc = build(ld, k, atomic_load(&ld->gen), &ld->cur_x, &ld->cur_y, ctx, msg);
         if (rc == 0) ld->next_k = k + 1;
     } else {
-        DT_CHECK(take(ld, k, &rc, msg));
+        DT_CHECK(take(ld, k, &rc, ctx, msg));
     }
     if (rc < 0) {
         ld->sticky_rc = rc;
+        memcpy(ld->sticky_ctx, ctx, CTX_LEN);
         memcpy(ld->sticky_msg, msg, MSG_LEN);
-        return dt_set_error(rc, "%s", msg);
+        return dt__data_reraise(rc, ctx, msg);
     }
     fill_batch(ld, b, k);
     return 1;
