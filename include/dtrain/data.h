@@ -193,6 +193,12 @@ dt_loader_state dt_loader_get_state(const dt_loader *ld);
 /* On a loader worker thread, its number (0 .. num_workers-1), as torch's
  * get_worker_info().id; -1 on any other thread. */
 int dt_loader_worker_id(void);
+/* On a loader worker thread, its own stream, as torch's per-worker seeds: Philox with
+ * key seed and a stream of (epoch, worker id), started afresh at each pass, advanced by
+ * whoever draws from it. NULL on any other thread. What a dataset draws from it depends
+ * on the worker count and on which worker built which batch, so batches are then no
+ * longer the same bytes for any num_workers: prefer get()'s per-sample rng. */
+dt_rng *dt_loader_worker_rng(void);
 
 #ifdef __cplusplus
 }

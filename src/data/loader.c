@@ -80,8 +80,19 @@ struct dt_loader {
 };
 
 static _Thread_local int tl_worker_id = -1;
+static _Thread_local dt_rng tl_worker_rng;
 
 int dt_loader_worker_id(void) { return tl_worker_id; }
+dt_rng *dt_loader_worker_rng(void) { return tl_worker_id >= 0 ? &tl_worker_rng : NULL; }
+
+/* The per-worker stream: purpose DT_RNG_DATA with the worker (+ 1) in bits 8.. of the
+ * purpose word, so it meets neither the per-sample streams (purpose DT_RNG_DATA) nor
+ * the other purposes. */
+static dt_rng worker_rng(uint64_t seed, int64_t epoch, int worker)
+{
+    uint64_t purpose = (uint64_t)DT_RNG_DATA | (uint64_t)(worker + 1) << 8;
+    return dt_rng_make(seed, purpose << 32 | (uint32_t)epoch);
+}
 
 static int64_t batch_rows(const dt_loader *ld, int64_t k)
 {
@@ -153,6 +164,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     dt_loader *ld = w->ld;
     tl_worker_id = w->id;
+    uint64_t rng_gen = UINT64_MAX;   /* the pass tl_worker_rng was started for */
     pthread_mutex_lock(&ld->mu);
     for (;;) {
         if (atomic_load(&ld->quit)) break;
@@ -162,6 +174,10 @@ static void *worker_main(void *arg)
         }
         int64_t k = ld->claim++;
         uint64_t g = atomic_load(&ld->gen);
+        if (g != rng_gen) {   /* every pass has its own gen (begin_pass bumps it) */
+            tl_worker_rng = worker_rng(ld->o.seed, ld->epoch, w->id);
+            rng_gen = g;
+        }
         ld->inflight++;
         pthread_mutex_unlock(&ld->mu);
 

@@ -137,6 +137,15 @@ static int aug_get(void *ctx, int64_t i, void *x, void *y, dt_rng *rng)
     int *worker_seen = ctx;
     int w = dt_loader_worker_id();
     if (worker_seen && w >= -1 && w < 8) __atomic_store_n(&worker_seen[w + 1], 1, __ATOMIC_RELAXED);
+    dt_rng *wr = dt_loader_worker_rng();
+    if ((wr != NULL) != (w >= 0)) return dt_set_error(DT_EINTERNAL, "worker rng on the wrong thread");
+    if (wr) {   /* per-worker streams differ by worker and advance */
+        uint64_t off = wr->offset;
+        uint32_t v;
+        dt_rng_u32(wr, &v, 1);
+        if (wr->offset != off + 1 || (wr->stream >> 40) != (uint64_t)w + 1)
+            return dt_set_error(DT_EINTERNAL, "worker %d rng stream %llx", w, (unsigned long long)wr->stream);
+    }
     dt_rng_u32(rng, x, 16);
     *(int64_t *)y = i;
     return 0;
