@@ -255,15 +255,15 @@ static int begin_pass(dt_loader *ld, int64_t start_k)
         ld->idx_cap = n;
     }
     if (n) memcpy(ld->idx, dt_sampler_indices(ld->smp), (size_t)n * sizeof *ld->idx);
+    /* The workers are idle (stop_pass); they read the pass under mu once serving. */
+    if (ld->o.num_workers) pthread_mutex_lock(&ld->mu);
     ld->count = n;
     ld->epoch = dt_sampler_epoch(ld->smp);
     ld->nbatches = dt_loader_len(ld);
-    ld->next_k = start_k;
+    ld->next_k = ld->claim = start_k;
     ld->sticky_rc = 0;
     ld->active = ld->begun = true;
     if (ld->o.num_workers) {
-        pthread_mutex_lock(&ld->mu);
-        ld->claim = start_k;
         ld->serving = true;
         pthread_cond_broadcast(&ld->work_cv);
         pthread_mutex_unlock(&ld->mu);

@@ -819,6 +819,53 @@ static void t_token_windows(void)
     dt_tokens_free(t);
 }
 
+/* Every allocation of a pass failing in turn: next says DT_ENOMEM (or the pass works),
+ * nothing crashes, hangs or leaks. */
+static void t_alloc_failures(void)
+{
+    dt_dataset *ds = aug_ds(50, NULL);
+    dt_sampler *smp = dt_sampler_random(50, (dt_random_sampler_opts)DT_RANDOM_SAMPLER_OPTS_INIT);
+    dt_mem_stats m0, m1;
+    dt_mem_get_stats(&m0);
+    for (int w = 0; w <= 2; w += 2) {
+        dt_loader_opts o = DT_LOADER_OPTS_INIT;
+        o.batch_size = 8;
+        o.num_workers = w;
+        int64_t total = -1, failures = 0;
+        for (int64_t n = 1; total < 0 || n <= total + 1; n++) {
+            dt_loader *ld = NULL;
+            dt_alloc_fail_at(n);
+            ld = dt_loader_new(ds, smp, &o);
+            int rc = 0, got = 0;
+            if (ld) {
+                rc = dt_loader_set_epoch(ld, 1);
+                dt_batch b;
+                for (int k = 0; rc == 0 && k < 20; k++) {
+                    rc = dt_loader_next(ld, &b);
+                    if (rc == 1) got++, rc = 0;
+                    else if (rc == 0) break;
+                }
+            }
+            int64_t used = dt_alloc_count_since_arm();
+            dt_alloc_fail_at(0);
+            if (!ld || rc < 0) {
+                DT_ASSERT_MSG(dt_last_error_code() == DT_ENOMEM || rc == DT_ENOMEM, "fail at %lld: rc %d, %s", (long long)n,
+                              rc, dt_last_error());
+                failures++;
+            } else if (total < 0 && got == 7) {
+                total = used;   /* nothing failed: the pass takes this many */
+            }
+            dt_loader_free(ld);
+            if (n > 10000) break;
+        }
+        DT_ASSERT(total > 0 && failures > 0);
+    }
+    dt_mem_get_stats(&m1);
+    DT_ASSERT_EQ(m1.current[DT_MEM_DATA], m0.current[DT_MEM_DATA]);
+    dt_sampler_free(smp);
+    dt_dataset_free(ds);
+}
+
 static void t_invalid(void)
 {
     dt_dataset *ds = arange_ds(10);
@@ -911,6 +958,7 @@ int main(void)
     DT_RUN(t_timeout);
     DT_RUN(t_batches_and_scopes);
     DT_RUN(t_token_windows);
+    DT_RUN(t_alloc_failures);
     DT_RUN(t_invalid);
     dt_st_close(g_ref);
     dt_mem_get_stats(&m1);
