@@ -69,7 +69,9 @@ int dt_dataset_get(const dt_dataset *ds, int64_t i, void *x, void *y, dt_rng *rn
 /* TensorDataset(x, y): item i is x[i] and y[i]. x is (N, ...) and y (N, ...) (y
  * usually (N)), any dtypes, the same N. Contiguous tensors are retained (the dataset
  * holds a reference to each, so the caller may release or scope them, and later
- * writes to their data show in the samples); others are copied at construction.
+ * writes to their data show in the samples; a tensor over the caller's memory, from
+ * dt_from_buffer, needs that memory to outlive the dataset); others are copied at
+ * construction.
  * NULL + DT_EINVAL (NULL, 0-dim), DT_ESHAPE (different N), DT_ENOMEM. */
 dt_dataset *dt_dataset_tensors(dt_tensor *x, dt_tensor *y);
 
