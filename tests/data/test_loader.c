@@ -471,6 +471,59 @@ static void t_resume_mid_epoch(void)
     dt_dataset_free(ds);
 }
 
+/* The loader's position through a snapshot's metadata, as a restarted job does it. */
+static void t_resume_via_snapshot(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/snap", g_dir);
+    dt_dataset *ds = aug_ds(500, NULL);
+    dt_sampler_opts so = DT_SAMPLER_OPTS_INIT;
+    so.num_replicas = 3;
+    so.rank = 0;
+    dt_loader_opts o = DT_LOADER_OPTS_INIT;
+    o.batch_size = 16;   /* 167 items: 11 batches, the last of 7 */
+    o.num_workers = 2;
+    o.seed = 5;
+    static uint32_t whole[20], rest[20];
+    dt_sampler *smp = dt_sampler_distributed(500, so);
+    dt_loader *ld = dt_loader_new(ds, smp, &o);
+    DT_ASSERT_OK(dt_loader_set_epoch(ld, 3));
+    DT_ASSERT_EQ(pass_crcs(ld, whole, 20), 11);
+    /* the first run: 6 batches of epoch 3, then a snapshot */
+    DT_ASSERT_OK(dt_loader_set_epoch(ld, 3));
+    dt_batch b;
+    for (int k = 0; k < 6; k++) DT_ASSERT_EQ(dt_loader_next(ld, &b), 1);
+    dt_loader_state st = dt_loader_get_state(ld);
+    char e[32], k[32];
+    snprintf(e, sizeof e, "%lld", (long long)st.epoch);
+    snprintf(k, sizeof k, "%lld", (long long)st.batch);
+    dt_st_meta meta[2] = {{"loader.epoch", e}, {"loader.batch", k}};
+    float wv = 1.5f;
+    dt_st_entry ent = {.name = "w", .dtype = DT_F32, .ndim = 1, .shape = (const int64_t[]){1}, .data = &wv};
+    dt_snapshot *sn = dt_snapshot_open(dir, NULL);
+    DT_ASSERT_MSG(sn, "%s", dt_last_error());
+    DT_ASSERT_OK(dt_snapshot_save(sn, 6, &ent, 1, meta, 2));
+    dt_snapshot_close(sn);
+    dt_loader_free(ld);
+    dt_sampler_free(smp);
+    /* the restarted one */
+    smp = dt_sampler_distributed(500, so);
+    ld = dt_loader_new(ds, smp, &o);
+    sn = dt_snapshot_open(dir, NULL);
+    dt_st_file *f;
+    int64_t step;
+    DT_ASSERT_OK(dt_snapshot_load_latest(sn, &f, &step));
+    DT_ASSERT_EQ(step, 6);
+    DT_ASSERT_OK(dt_loader_seek(ld, atoll(dt_st_meta_get(f, "loader.epoch")), atoll(dt_st_meta_get(f, "loader.batch"))));
+    dt_st_close(f);
+    dt_snapshot_close(sn);
+    DT_ASSERT_EQ(pass_crcs(ld, rest, 20), 5);
+    for (int j = 0; j < 5; j++) DT_ASSERT_EQ(rest[j], whole[6 + j]);
+    dt_loader_free(ld);
+    dt_sampler_free(smp);
+    dt_dataset_free(ds);
+}
+
 /* ------------------------------------------------------------- errors */
 static int fail_get(void *ctx, int64_t i, void *x, void *y, dt_rng *rng)
 {
@@ -952,6 +1005,7 @@ int main(void)
     DT_RUN(t_last_batch_and_drop_last);
     DT_RUN(t_tensor_dataset);
     DT_RUN(t_resume_mid_epoch);
+    DT_RUN(t_resume_via_snapshot);
     DT_RUN(t_get_error_reaches_next);
     DT_RUN(t_idx_dataset);
     DT_RUN(t_free_while_prefetching);
