@@ -179,8 +179,9 @@ int dt_loader_set_epoch(dt_loader *ld, int64_t epoch);
  * follow, as in the uninterrupted run. DT_ERANGE for batch outside 0 .. len. */
 int dt_loader_seek(dt_loader *ld, int64_t epoch, int64_t batch);
 /* The next batch of the pass into *b: 1. At the end of the pass, 0 (and the pass is
- * over: a further call begins a new one at batch 0 of the sampler's current epoch,
- * as iterating a torch DataLoader again). A first call with no pass begun begins one
+ * over: a further call begins a new one at batch 0 of the sampler's current epoch, the
+ * same order again unless the epoch changed; torch's RandomSampler would move on, so
+ * with one call dt_loader_set_epoch for each epoch). A first call with no pass begun begins one
  * the same way. Errors (< 0, message naming the epoch, batch, row and dataset item):
  * the dataset's get() error, wherever it ran, DT_ENOMEM, DT_ETIMEOUT (the batch may
  * still come: calling again waits again); a get() error sticks, returned again by
