@@ -382,9 +382,11 @@ static void write_file(const char *path, int n, const char *const *names, const 
                        const int64_t (*shapes)[4])
 {
     dt_st_entry e[8];
-    static double data[4096];
-    for (int i = 0; i < 4096; i++) data[i] = 0.5;
-    for (int i = 0; i < n; i++) e[i] = (dt_st_entry){names[i], dts[i], ndims[i], shapes[i], data};
+    static double d64[4096];
+    static float d32[4096];
+    for (int i = 0; i < 4096; i++) d64[i] = 0.5, d32[i] = 0.5f;
+    for (int i = 0; i < n; i++)
+        e[i] = (dt_st_entry){names[i], dts[i], ndims[i], shapes[i], dts[i] == DT_F64 ? (void *)d64 : (void *)d32};
     DT_ASSERT_OK(dt_st_write(path, e, (size_t)n, NULL, 0));
 }
 
