@@ -136,7 +136,7 @@ static int pack(dt_module *root)
     dt_free(g.gv);
     return 0;
 fail:
-    for (size_t i = 0; g.pv && i < np; i++) {
+    for (size_t i = 0; g.pv && g.gv && i < np; i++) {
         if (g.pv[i]) dt_tensor_set_grad_buffer(g.pv[i], NULL);
         dt_tensor_release(g.pv[i]);
         dt_tensor_release(g.gv[i]);
