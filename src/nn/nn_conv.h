@@ -1,0 +1,26 @@
+/* The conv2d kernels (k_conv.c) shared with their op (f_conv.c) and the tests: the
+ * geometry of one convolution and the im2col + GEMM fast path. Its direct-loop
+ * reference lives in tests/nn/test_nn_ops_kernels.c, which compares the two. Kernels
+ * take contiguous f32 or f64 buffers of one dtype; the op makes the copies and casts. */
+#ifndef DT_NN_CONV_H
+#define DT_NN_CONV_H
+
+#include <dtrain/tensor.h>
+
+/* x (N, C, H, W), w (O, C, kh, kw), out (N, O, Ho, Wo); zero padding ph, pw. */
+typedef struct {
+    int64_t N, C, H, W;
+    int64_t O, kh, kw;
+    int64_t sh, sw, ph, pw;
+    int64_t Ho, Wo;
+} dt__conv_geom;
+
+/* out <- conv(x, w) + b (b may be NULL). dtype DT_F32 or DT_F64. 0, or DT_ENOMEM for
+ * the column buffer. */
+int dt__conv2d_fwd(const dt__conv_geom *g, dt_dtype dtype, const void *x, const void *w, const void *b, void *out);
+/* From gout (N, O, Ho, Wo): dx (N, C, H, W), dw (O, C, kh, kw), db (O), each
+ * overwritten, each may be NULL (not wanted). x is needed for dw, w for dx. */
+int dt__conv2d_bw(const dt__conv_geom *g, dt_dtype dtype, const void *x, const void *w, const void *gout,
+                  void *dx, void *dw, void *db);
+
+#endif /* DT_NN_CONV_H */
