@@ -68,6 +68,20 @@ void dt_tensor_clear_hooks(dt_tensor *leaf);
  * require grad. */
 int dt_backward(dt_tensor *loss);
 
+/* Queue fn(ctx) to run when the backward now running on this thread has finished
+ * the graph, before dt_backward returns (torch's engine queue_callback; DDP waits
+ * for its last buckets there). Callable only from inside a backward (a gradient-ready
+ * hook or an op's backward): DT_ESTATE otherwise. Callbacks run in queue order, in
+ * no-grad mode; the first negative return becomes dt_backward's result. */
+typedef int (*dt_backward_callback_fn)(void *ctx);
+int dt_backward_queue_callback(dt_backward_callback_fn fn, void *ctx);
+
+/* Call fn(leaf, ctx) for every leaf requiring grad that root's graph reaches (what a
+ * dt_backward(root) would give a gradient), root itself when it is such a leaf. A
+ * leaf reached through several edges is visited once per edge. Does not change the
+ * graph. DDP's find_unused_parameters walks the forward's output with it. */
+int dt_autograd_visit_leaves(dt_tensor *root, dt_grad_ready_fn fn, void *ctx);
+
 /* A tensor sharing t's storage with no grad_fn and requires_grad false. */
 dt_tensor *dt_detach(dt_tensor *t);
 

@@ -43,6 +43,10 @@ void dt_snapshot_close(dt_snapshot *s);
 int dt_snapshot_save(dt_snapshot *s, int64_t step, const dt_st_entry *entries, size_t n,
                      const dt_st_meta *meta, size_t nmeta);
 
+/* The same for entries and metadata gathered in a dt_st_list (model under "model.",
+ * optimizer under "optim.", positions in the metadata, ...; see safetensors.h). */
+int dt_snapshot_save_list(dt_snapshot *s, int64_t step, const dt_st_list *l);
+
 /* Open the newest snapshot whose record parses and whose file has the recorded
  * size and checksums; every rejected one is logged with the reason (warn) and
  * skipped. *file is owned by the caller (dt_st_close); *step its step.

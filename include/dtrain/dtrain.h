@@ -17,5 +17,6 @@
 #include <dtrain/tensor.h>
 #include <dtrain/autograd.h>
 #include <dtrain/nn.h>
+#include <dtrain/ddp.h>
 
 #endif /* DTRAIN_DTRAIN_H */

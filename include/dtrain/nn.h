@@ -22,16 +22,19 @@ extern "C" {
 /* ================================================================ functional */
 
 /* F.conv2d(x, w, b, stride, padding): x (N, C, H, W), w (O, C, kh, kw), b (O) or NULL;
- * zero padding. Out (N, O, Ho, Wo), Ho = (H + 2*pad_h - kh) / stride_h + 1 (floor).
- * DT_ESHAPE when channels differ or the output would be empty, DT_EINVAL for a stride
- * < 1 or a negative padding. */
+ * zero padding, no dilation or groups. Out (N, O, Ho, Wo), Ho = (H + 2*pad_h - kh) /
+ * stride_h + 1 (floor); an unbatched x (C, H, W) gives (O, Ho, Wo), as torch.
+ * DT_ESHAPE when channels differ, b is not (O) or the output would be empty, DT_EINVAL
+ * for a stride < 1 or a negative padding. im2col + GEMM (docs/nn.md). */
 dt_tensor *dt_conv2d(dt_tensor *x, dt_tensor *w, dt_tensor *b, int stride_h, int stride_w,
                      int pad_h, int pad_w);
 
 /* F.max_pool2d / F.avg_pool2d(x, kernel, stride, padding) on (N, C, H, W) or (C, H, W),
- * floor mode. Max: padding counts as -inf, the gradient goes to the first maximum of
- * each window (torch's choice). Avg: count_include_pad=True (torch's default). padding
- * at most half the kernel (DT_EINVAL otherwise, as torch). */
+ * floor mode, no dilation. Max: padding counts as -inf, the gradient goes to the first
+ * maximum of each window (torch's choice; a NaN counts as the maximum). Avg:
+ * count_include_pad=True (torch's default). Kernel and stride at least 1 (torch's
+ * stride=None is stride = kernel), padding at most half the kernel (DT_EINVAL otherwise,
+ * as torch); DT_ESHAPE when the kernel exceeds the padded input. */
 dt_tensor *dt_max_pool2d(dt_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
                          int pad_w);
 dt_tensor *dt_avg_pool2d(dt_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
@@ -56,25 +59,35 @@ dt_tensor *dt_nll_loss(dt_tensor *logp, dt_tensor *target, dt_reduction red, int
 dt_tensor *dt_mse_loss(dt_tensor *a, dt_tensor *b, dt_reduction red);
 
 /* F.layer_norm(x, normalized_shape = x's last nnorm dims, w, b, eps): biased variance,
- * w and b of the normalized shape, or NULL. */
+ * w and b of the normalized shape, or NULL. Fused: backward uses the per-row mean and
+ * rstd kept by the forward. DT_EINVAL for nnorm outside 1..ndim or a negative eps,
+ * DT_ESHAPE / DT_EDTYPE for a w or b of another shape / dtype than x's. */
 dt_tensor *dt_layer_norm(dt_tensor *x, int nnorm, dt_tensor *w, dt_tensor *b, double eps);
 
-/* F.embedding(idx, weight): weight (num, dim), idx integer of any shape; out
- * (*idx.shape, dim). The gradient scatter-adds into weight's rows. DT_ERANGE for an id
- * outside 0..num-1, DT_EDTYPE for a floating idx. */
+/* F.embedding(idx, weight): weight (num, dim), idx i64 or i32 of any shape; out
+ * (*idx.shape, dim). The gradient (dense, num x dim) scatter-adds into weight's rows,
+ * deterministically (each element sums its ids in order, whatever the thread count).
+ * DT_ERANGE for an id outside 0..num-1, DT_EDTYPE for an idx of another dtype. */
 dt_tensor *dt_embedding(dt_tensor *weight, dt_tensor *idx);
 
 /* F.dropout(x, p, training): each element zeroed with probability p and the rest scaled
- * by 1/(1-p), the mask drawn from g (advancing it); p == 1 gives zeros. When training
- * is false or p == 0, returns a new reference to x itself. DT_EINVAL for p outside [0, 1]
- * or a NULL g while training with p > 0. */
+ * by 1/(1-p), the mask drawn from g (advancing it by ceil(numel / 4) blocks): element i
+ * is kept when the f32 uniform dt_tensor_uniform_ would draw for it is >= p, so the
+ * mask depends on g and x's shape only, never on the thread count. p == 1 gives zeros.
+ * When training is false or p == 0, nothing is drawn (g may be NULL) and the result is
+ * a new handle on x's storage, same shape, strides and values, whose gradient passes
+ * through unchanged. DT_EINVAL for p outside [0, 1] or a NULL g while training with
+ * p > 0. */
 dt_tensor *dt_dropout(dt_tensor *x, double p, bool training, dt_rng *g);
 
 /* F.scaled_dot_product_attention(q, k, v, is_causal, scale): q (..., L, E),
  * k (..., S, E), v (..., S, Ev), batch dims equal; out (..., L, Ev) =
  * softmax(q k^T * scale + mask) v, scale 0 meaning 1/sqrt(E); causal masks key j > query i
- * (torch's is_causal: the top-left triangle). Fused: never materialises more than one
- * batch entry's (L, S) scores at a time. */
+ * (torch's is_causal: the top-left triangle). Fused: batch entries run in parallel, each
+ * compute thread holding one entry's (L, S) scores at a time; backward recomputes them
+ * from q, k and two numbers per query row. q, k, v may be strided views (unit stride on
+ * the last dim costs no copy). DT_ESHAPE for mismatched shapes, DT_EDTYPE for mixed or
+ * integer dtypes, DT_EINVAL for a non-finite scale. */
 dt_tensor *dt_sdpa(dt_tensor *q, dt_tensor *k, dt_tensor *v, bool causal, double scale);
 
 /* =================================================================== modules

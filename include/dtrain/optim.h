@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <dtrain/safetensors.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -93,6 +94,14 @@ int dt_optim_save(const dt_optim *opt, const char *path);
  * for a parameter this optimizer lacks), DT_ESHAPE (a size differs), DT_ECORRUPT
  * (a malformed file or missing entries), plus the errors of dt_st_open. */
 int dt_optim_load(dt_optim *opt, const char *path);
+
+/* The same state as parts of a larger file (a snapshot): entries named
+ * prefix + "state.<name>.<what>" and metadata keys prefix + "lr", ... added to l
+ * (the step counts and buffers stay borrowed from the optimizer until l is written);
+ * and loading from such a file, looking only at names and keys with that prefix,
+ * with dt_optim_load's checks (label names the file in messages). */
+int dt_optim_state_add(const dt_optim *opt, dt_st_list *l, const char *prefix);
+int dt_optim_state_load(dt_optim *opt, const dt_st_file *f, const char *prefix, const char *label);
 
 /* Scale the gradients so that their total L2 norm (over all slots with a gradient)
  * is at most max_norm, as torch.nn.utils.clip_grad_norm_: coef = max_norm /

@@ -56,6 +56,25 @@ int dt_st_write(const char *path, const dt_st_entry *entries, size_t n,
 int dt_st_write_fd(int fd, const char *label, const dt_st_entry *entries, size_t n,
                    const dt_st_meta *meta, size_t nmeta);
 
+/* A growing list of entries and metadata with names owned by the list (data stays
+ * borrowed): how several parts (model, optimizer, sampler, ...) build one file. */
+typedef struct dt_st_list dt_st_list;
+/* NULL + DT_ENOMEM on failure. Free with dt_st_list_free (NULL ok). */
+dt_st_list *dt_st_list_new(void);
+void dt_st_list_free(dt_st_list *l);
+/* name is prefix + name (prefix may be NULL); both copied. data borrowed until the
+ * list is written. DT_EINVAL for a name already in the list. */
+int dt_st_list_add(dt_st_list *l, const char *prefix, const char *name, dt_dtype dtype, int ndim,
+                   const int64_t *shape, const void *data);
+/* A __metadata__ pair, key = prefix + key; both copied. A key already present is
+ * replaced. */
+int dt_st_list_meta(dt_st_list *l, const char *prefix, const char *key, const char *value);
+/* Borrowed arrays, valid until the next add or the free. */
+const dt_st_entry *dt_st_list_entries(const dt_st_list *l, size_t *n);
+const dt_st_meta *dt_st_list_metas(const dt_st_list *l, size_t *n);
+/* dt_st_write of the list. */
+int dt_st_list_write(const dt_st_list *l, const char *path);
+
 /* ------------------------------------------------------------------ reading */
 
 typedef struct dt_st_file dt_st_file;

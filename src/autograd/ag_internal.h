@@ -57,6 +57,7 @@ struct dt_node {
     int deps;               /* consumer edges still to deliver */
     dt_tensor *gacc;        /* accumulated gradient of the output */
     dt_node *next_free;     /* release worklist link */
+    uint64_t visit;         /* the dt_autograd_visit_leaves walk that last saw it */
     int nin;
     dt__edge in[];
 };

@@ -161,7 +161,95 @@ static int count(dt_node *root, uint64_t epoch)
     return rc;
 }
 
+/* Callbacks queued during the running backward of this thread (torch's
+ * queue_callback): run in order once the graph is done, before dt_backward returns. */
+typedef struct {
+    dt_backward_callback_fn fn;
+    void *ctx;
+} queued_cb;
+static _Thread_local struct {
+    int depth;          /* dt_backward calls running on this thread */
+    queued_cb *v;
+    int n, cap;
+} t_cb;
+
+int dt_backward_queue_callback(dt_backward_callback_fn fn, void *ctx)
+{
+    if (!fn) return dt_set_error(DT_EINVAL, "dt_backward_queue_callback: NULL function");
+    if (t_cb.depth == 0) return dt_set_error(DT_ESTATE, "dt_backward_queue_callback: no backward is running on this thread");
+    if (t_cb.n == t_cb.cap) {
+        int cap = t_cb.cap ? 2 * t_cb.cap : 8;
+        queued_cb *v = dt_realloc(t_cb.v, (size_t)cap * sizeof *v, DT_MEM_OTHER);
+        if (!v) return dt_last_error_code();
+        t_cb.v = v;
+        t_cb.cap = cap;
+    }
+    t_cb.v[t_cb.n++] = (queued_cb){fn, ctx};
+    return 0;
+}
+
+/* Run (and drop) the callbacks queued since index `from`; the first failure is kept
+ * in rc unless rc already holds one. Each runs in no-grad mode. */
+static int run_callbacks(int from, int rc)
+{
+    dt_no_grad_begin();
+    for (int i = from; i < t_cb.n; i++) {
+        int r = t_cb.v[i].fn(t_cb.v[i].ctx);
+        if (r < 0 && rc == 0) rc = r;
+    }
+    dt_no_grad_end();
+    t_cb.n = from;
+    if (t_cb.n == 0) {
+        dt_free(t_cb.v);
+        t_cb.v = NULL;
+        t_cb.cap = 0;
+    }
+    return rc;
+}
+
+static int backward(dt_tensor *loss);
+
 int dt_backward(dt_tensor *loss)
+{
+    int from = t_cb.n;
+    t_cb.depth++;
+    int rc = backward(loss);
+    rc = run_callbacks(from, rc);
+    t_cb.depth--;
+    return rc;
+}
+
+int dt_autograd_visit_leaves(dt_tensor *root, dt_grad_ready_fn fn, void *ctx)
+{
+    static _Atomic uint64_t g_visit;
+    if (!root || !fn) return dt_set_error(DT_EINVAL, "dt_autograd_visit_leaves: NULL %s", root ? "function" : "root");
+    dt__meta *m = dt__meta_of(root);
+    if (!m) return 0;
+    if (!m->grad_fn) {
+        if (m->requires_grad) fn(root, ctx);
+        return 0;
+    }
+    uint64_t visit = atomic_fetch_add(&g_visit, 1) + 1;
+    vec stack = {0};
+    int rc = vec_push(&stack, m->grad_fn);
+    m->grad_fn->visit = visit;
+    while (stack.n && rc >= 0) {
+        dt_node *n = stack.v[--stack.n];
+        for (int i = 0; i < n->nin && rc >= 0; i++) {
+            dt__edge *e = &n->in[i];
+            if (e->node && e->node->visit != visit) {
+                e->node->visit = visit;
+                rc = vec_push(&stack, e->node);
+            } else if (e->leaf) {
+                fn(e->leaf, ctx);
+            }
+        }
+    }
+    dt_free(stack.v);
+    return rc < 0 ? rc : 0;
+}
+
+static int backward(dt_tensor *loss)
 {
     if (!loss) return dt__null_arg("dt_backward");
     if (loss->numel != 1 || !dt_dtype_is_float((dt_dtype)loss->dtype)) {

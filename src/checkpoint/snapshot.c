@@ -375,3 +375,12 @@ int dt_snapshot_load_latest(dt_snapshot *s, dt_st_file **file, int64_t *step)
     if (n == 0) return dt_set_error(DT_ENOTFOUND, "no snapshot in %s", s->dir);
     return dt_set_error(DT_ENOTFOUND, "none of the %d snapshot(s) in %s verifies (see the warnings above)", n, s->dir);
 }
+
+int dt_snapshot_save_list(dt_snapshot *s, int64_t step, const dt_st_list *l)
+{
+    if (!l) return dt_set_error(DT_EINVAL, "dt_snapshot_save_list: NULL list");
+    size_t n, nm;
+    const dt_st_entry *e = dt_st_list_entries(l, &n);
+    const dt_st_meta *m = dt_st_list_metas(l, &nm);
+    return dt_snapshot_save(s, step, e, n, m, nm);
+}

@@ -69,7 +69,16 @@ static dt_store *tcp_store(const char *host, int port, int rank, int size, int64
     dt_store_opts so = DT_STORE_OPTS_INIT;
     so.timeout_ms = timeout_ms;
     so.num_workers = size;
-    return dt_store_tcp(host, port, rank == 0 && !launcher, &so);
+    dt_store *s = dt_store_tcp(host, port, rank == 0 && !launcher, &so);
+    if (!s || !launcher) return s;
+    /* The agent's store outlives a restart: as torch does, each attempt works under
+     * its own prefix, so a restarted group never sees the previous attempt's keys. */
+    const char *attempt = getenv("TORCHELASTIC_RESTART_COUNT");
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "/worker/attempt_%s", attempt && *attempt ? attempt : "0");
+    dt_store *p = dt_store_prefix(s, prefix);
+    dt_store_release(s);
+    return p;
 }
 
 static dt_store *make_store(const char *init_method, int rank, int size, int64_t timeout_ms, const dt_pg_opts *o)

@@ -115,9 +115,10 @@ static dt_tensor *cast_back(dt_tensor *r, dt_dtype dtype)
 
 static int ln_bw(dt_node *n, dt_tensor *g, dt_tensor **gi)
 {
-    dt_tensor *x0 = dt_node_saved(n, 0), *w0 = dt_node_saved(n, 1), *mean = dt_node_saved(n, 2), *rstd = dt_node_saved(n, 3);
     bool has_w = dt_node_i64(n)[1] != 0, has_b = dt_node_i64(n)[2] != 0;
-    if (!has_w) { rstd = mean; mean = w0; w0 = NULL; }
+    int s = 0;
+    dt_tensor *x0 = dt_node_saved(n, s++), *w0 = has_w ? dt_node_saved(n, s++) : NULL;
+    dt_tensor *mean = dt_node_saved(n, s++), *rstd = dt_node_saved(n, s);
     bool nx = dt_node_needs_input_grad(n, 0), nw = has_w && dt_node_needs_input_grad(n, 1);
     bool nb = has_b && dt_node_needs_input_grad(n, has_w ? 2 : 1);
     dt_dtype dt = dt_node_input_dtype(n, 0), ct = ctype(dt);

@@ -5,7 +5,7 @@
  * maximum of its window (NaN counts as the maximum, as in torch); backward scatter-adds
  * the gradient there. Avg divides by the window size counted with the padding
  * (count_include_pad=True), and backward spreads g / divisor over the window. The
- * common kernel 2, stride 2, no padding max pool has its own loop. No ceil mode, no
+ * common kernel 2, stride 2, no padding case has its own loops. No ceil mode, no
  * dilation, no count_include_pad=False, no divisor_override. */
 #include "autograd/ag_internal.h"
 #include <dtrain/nn.h>
@@ -49,27 +49,43 @@ static inline void window(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h
                 idx[oh * g->Wo + ow] = (int32_t)at;                                     \
             }                                                                           \
     }                                                                                   \
-    /* kernel 2, stride 2, no padding: the same choices as maxf, unrolled. */          \
+    /* kernel 2, stride 2, no padding: maxf's choices, unrolled and without branches    \
+     * (random data makes maxf's comparisons unpredictable). */                         \
     DT__KERNEL static void max22_##T(const pool_geom *g, const T *x, T *y, int32_t *idx) \
     {                                                                                   \
-        int64_t W = g->W;                                                               \
+        int64_t W = g->W, Wo = g->Wo;                                                   \
         for (int64_t oh = 0; oh < g->Ho; oh++) {                                        \
             const T *r0 = x + 2 * oh * W, *r1 = r0 + W;                                 \
-            T *yo = y + oh * g->Wo;                                                     \
-            int32_t *io = idx + oh * g->Wo;                                             \
-            for (int64_t ow = 0; ow < g->Wo; ow++) {                                    \
-                int64_t a = 2 * oh * W + 2 * ow;                                        \
-                T m = r0[2 * ow];                                                       \
-                int64_t at = a;                                                         \
-                T v = r0[2 * ow + 1];                                                   \
-                if (v > m || isnan(v)) { m = v; at = a + 1; }            \
-                v = r1[2 * ow];                                                         \
-                if (v > m || isnan(v)) { m = v; at = a + W; }            \
-                v = r1[2 * ow + 1];                                                     \
-                if (v > m || isnan(v)) { m = v; at = a + W + 1; }        \
+            T *yo = y + oh * Wo;                                                        \
+            int32_t *io = idx + oh * Wo;                                                \
+            int32_t base = (int32_t)(2 * oh * W);                                       \
+            for (int64_t ow = 0; ow < Wo; ow++) {                                       \
+                T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1]; \
+                int32_t at = base + 2 * (int32_t)ow;                                    \
+                T m = a;                                                                \
+                int32_t k = at;                                                         \
+                bool t = b > m || b != b;                                               \
+                m = t ? b : m;                                                          \
+                k = t ? at + 1 : k;                                                     \
+                t = c > m || c != c;                                                    \
+                m = t ? c : m;                                                          \
+                k = t ? at + (int32_t)W : k;                                            \
+                t = d > m || d != d;                                                    \
+                m = t ? d : m;                                                          \
+                k = t ? at + (int32_t)W + 1 : k;                                        \
                 yo[ow] = m;                                                             \
-                io[ow] = (int32_t)at;                                                   \
+                io[ow] = k;                                                             \
             }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    DT__KERNEL static void avg22_##T(const pool_geom *g, const T *x, T *y)              \
+    {                                                                                   \
+        int64_t W = g->W, Wo = g->Wo;                                                   \
+        for (int64_t oh = 0; oh < g->Ho; oh++) {                                        \
+            const T *r0 = x + 2 * oh * W, *r1 = r0 + W;                                 \
+            T *yo = y + oh * Wo;                                                        \
+            for (int64_t ow = 0; ow < Wo; ow++)                                         \
+                yo[ow] = (r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) / (T)4; \
         }                                                                               \
     }                                                                                   \
     DT__KERNEL static void maxb_##T(const pool_geom *g, const T *gy, const int32_t *idx, T *gx) \
@@ -130,14 +146,14 @@ static void pool_range(void *arg, int64_t begin, int64_t end, int tid)
         if (j->f32) {
             switch (j->kind) {
             case MAX_FWD: (is22 ? max22_float : maxf_float)(g, (const float *)in, (float *)out, idx); break;
-            case AVG_FWD: avgf_float(g, (const float *)in, (float *)out); break;
+            case AVG_FWD: (is22 ? avg22_float : avgf_float)(g, (const float *)in, (float *)out); break;
             case MAX_BW: maxb_float(g, (const float *)in, idx, (float *)out); break;
             default: avgb_float(g, (const float *)in, (float *)out); break;
             }
         } else {
             switch (j->kind) {
             case MAX_FWD: (is22 ? max22_double : maxf_double)(g, (const double *)in, (double *)out, idx); break;
-            case AVG_FWD: avgf_double(g, (const double *)in, (double *)out); break;
+            case AVG_FWD: (is22 ? avg22_double : avgf_double)(g, (const double *)in, (double *)out); break;
             case MAX_BW: maxb_double(g, (const double *)in, idx, (double *)out); break;
             default: avgb_double(g, (const double *)in, (double *)out); break;
             }

@@ -4,12 +4,17 @@
  * COL_BUDGET bytes: col (K, G*P), K = C*kh*kw rows (c, i, j), P = Ho*Wo columns per
  * image, image g's block at columns g*P. im2col and col2im run on the compute pool
  * over (image, channel) pairs, which write disjoint rows of col (or planes of dx).
- * Then one GEMM per image works on its block in place (ldb = G*P), writing straight
- * into out / dw / the block, so nothing is transposed or copied afterwards:
+ * With one compute thread, one GEMM per image works on its block in place (ldb =
+ * G*P), writing straight into out / dw / the block, so nothing is copied:
  *
  *   forward   out[n] (O, P)  = w (O, K) @ col_n (K, P)       (+ b: out starts as b)
  *   dw        dw (O, K)     += gout[n] (O, P) @ col_n^T       (col recomputed from x)
  *   dx        col_n (K, P)   = w^T (K, O) @ gout[n] (O, P),   then col2im adds into dx
+ *
+ * With several (batched mode), each product is one GEMM over the whole group, through
+ * a group buffer grp (O, G*P) next to col: forward computes grp = w @ col and moves it
+ * (+ b) to out's (N, O, P); backward first gathers gout into grp, then dw += grp @
+ * col^T and col = w^T @ grp. Large GEMMs are what OpenBLAS's threads split well.
  *
  * A 1x1 kernel with stride 1 and no padding skips im2col: x[n] is its own column
  * matrix. Columns are recomputed in backward rather than kept from forward (memory).
@@ -60,7 +65,7 @@ static void ow_range(const dt__conv_geom *g, int64_t j, int64_t *lo, int64_t *hi
                     }                                                                   \
                     const T *s = xc + ih * g->W + lo * sw - g->pw + j;                  \
                     for (int64_t ow = 0; ow < lo; ow++) r[ow] = 0;                      \
-                    if (sw == 1) memcpy(r + lo, s, (size_t)(hi - lo) * sizeof(T));      \
+                    if (sw == 1) for (int64_t k = 0; k < hi - lo; k++) r[lo + k] = s[k]; \
                     else for (int64_t k = 0; k < hi - lo; k++) r[lo + k] = s[k * sw];   \
                     for (int64_t ow = hi; ow < Wo; ow++) r[ow] = 0;                     \
                 }                                                                       \
@@ -80,7 +85,8 @@ static void ow_range(const dt__conv_geom *g, int64_t j, int64_t *lo, int64_t *hi
                     if (ih < 0 || ih >= g->H) continue;                                 \
                     const T *r = row + oh * Wo;                                         \
                     T *d = dxc + ih * g->W + lo * sw - g->pw + j;                       \
-                    for (int64_t k = 0; k < hi - lo; k++) d[k * sw] += r[lo + k];       \
+                    if (sw == 1) for (int64_t k = 0; k < hi - lo; k++) d[k] += r[lo + k]; \
+                    else for (int64_t k = 0; k < hi - lo; k++) d[k * sw] += r[lo + k];  \
                 }                                                                       \
             }                                                                           \
     }
@@ -133,10 +139,53 @@ static bool is_pointwise(const dt__conv_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-/* Images per group: as many as fit COL_BUDGET (at least 1), spread evenly. */
-static int64_t group_size(const dt__conv_geom *g, int64_t es)
+/* Between the image layout (gn, O, P) of images n0.. and the group layout (O, gn*P):
+ * to_img adds the bias (when given) on the way; the other way is a plain gather. */
+typedef struct {
+    const dt__conv_geom *g;
+    dt_dtype dt;
+    int64_t gn;
+    char *grp;          /* (O, gn*P) */
+    char *img;          /* image n0 of (N, O, P) */
+    const char *bias;   /* (O) or NULL */
+    bool to_img;
+} move_job;
+
+#define MOVE_LOOP(T)                                                                    \
+    DT__KERNEL static void move_##T(const move_job *j, int64_t begin, int64_t end)      \
+    {                                                                                   \
+        int64_t O = j->g->O, P = j->g->Ho * j->g->Wo;                                   \
+        for (int64_t u = begin; u < end; u++) {                                         \
+            int64_t gi = u / O, o = u % O;                                              \
+            T *grp = (T *)j->grp + o * j->gn * P + gi * P, *img = (T *)j->img + u * P;  \
+            if (!j->to_img) { for (int64_t p = 0; p < P; p++) grp[p] = img[p]; continue; } \
+            T b = j->bias ? ((const T *)j->bias)[o] : 0;                                \
+            for (int64_t p = 0; p < P; p++) img[p] = grp[p] + b;                        \
+        }                                                                               \
+    }
+MOVE_LOOP(float)
+MOVE_LOOP(double)
+
+static void move_range(void *arg, int64_t begin, int64_t end, int tid)
 {
-    int64_t per = g->C * g->kh * g->kw * g->Ho * g->Wo * es;
+    (void)tid;
+    const move_job *j = arg;
+    if (j->dt == DT_F32) move_float(j, begin, end);
+    else move_double(j, begin, end);
+}
+
+/* Batched mode: with more than one compute thread, a group's products are one GEMM
+ * each over all its images (which OpenBLAS splits across its threads far better
+ * than many small ones), at the price of moving the output (or its gradient) between
+ * (gn, O, P) and (O, gn*P) once. With one thread the per-image GEMMs in place are as
+ * fast and move nothing. */
+static bool batched_mode(void) { return dt_tensor_num_threads() > 1; }
+
+/* Images per group: as many as fit COL_BUDGET (at least 1), spread evenly. Batched
+ * mode also holds the group's (O, gn*P) output there. */
+static int64_t group_size(const dt__conv_geom *g, int64_t es, bool batched)
+{
+    int64_t per = (g->C * g->kh * g->kw + (batched ? g->O : 0)) * g->Ho * g->Wo * es;
     int64_t G = per > 0 ? COL_BUDGET / per : g->N;
     if (G < 1) G = 1;
     if (G > g->N) G = g->N;
@@ -144,16 +193,19 @@ static int64_t group_size(const dt__conv_geom *g, int64_t es)
     return (g->N + ngroups - 1) / ngroups;
 }
 
-static char *col_alloc(const dt__conv_geom *g, int64_t G, int64_t es)
+/* The column buffer (K, G*P), followed in batched mode by the group output (O, G*P). */
+static char *col_alloc(const dt__conv_geom *g, int64_t G, int64_t es, bool batched)
 {
-    return dt_alloc((size_t)(g->C * g->kh * g->kw * G * g->Ho * g->Wo * es), DT_MEM_ACT);
+    return dt_alloc((size_t)((g->C * g->kh * g->kw + (batched ? g->O : 0)) * G * g->Ho * g->Wo * es), DT_MEM_ACT);
 }
 
 int dt__conv2d_fwd(const dt__conv_geom *g, dt_dtype dt, const void *x, const void *w, const void *b, void *out)
 {
     int64_t es = (int64_t)dt_dtype_size(dt), P = g->Ho * g->Wo, K = g->C * g->kh * g->kw;
     char *o = out;
-    if (b) {
+    if (g->N == 0) return 0;
+    bool batched = batched_mode() && !is_pointwise(g);
+    if (b && !batched) {
         for (int64_t n = 0; n < g->N; n++)
             for (int64_t oc = 0; oc < g->O; oc++) {
                 char *r = o + (n * g->O + oc) * P * es;
@@ -162,38 +214,55 @@ int dt__conv2d_fwd(const dt__conv_geom *g, dt_dtype dt, const void *x, const voi
             }
     }
     double beta = b ? 1.0 : 0.0;
-    if (g->N == 0) return 0;
     if (is_pointwise(g)) {
         for (int64_t n = 0; n < g->N; n++)
             gemm(dt, false, false, g->O, P, K, w, K, (const char *)x + n * K * P * es, P, beta, o + n * g->O * P * es, P);
         return 0;
     }
-    int64_t G = group_size(g, es);
-    char *col = col_alloc(g, G, es);
+    int64_t G = group_size(g, es, batched);
+    char *col = col_alloc(g, G, es, batched);
     if (!col) return dt_last_error_code();
+    char *grp = col + K * G * P * es;
     for (int64_t n0 = 0; n0 < g->N; n0 += G) {
         int64_t gn = g->N - n0 < G ? g->N - n0 : G;
         col_job j = {.g = g, .dt = dt, .n0 = n0, .G = gn, .x = x, .col = col};
         dt__parallel_for(gn * g->C, 1, im2col_range, &j);
-        for (int64_t gi = 0; gi < gn; gi++)
-            gemm(dt, false, false, g->O, P, K, w, K, col + gi * P * es, gn * P, beta, o + (n0 + gi) * g->O * P * es, P);
+        if (batched) {
+            gemm(dt, false, false, g->O, gn * P, K, w, K, col, gn * P, 0.0, grp, gn * P);
+            move_job m = {.g = g, .dt = dt, .gn = gn, .grp = grp, .img = o + n0 * g->O * P * es, .bias = b, .to_img = true};
+            dt__parallel_for(gn * g->O, 1, move_range, &m);
+        } else {
+            for (int64_t gi = 0; gi < gn; gi++)
+                gemm(dt, false, false, g->O, P, K, w, K, col + gi * P * es, gn * P, beta, o + (n0 + gi) * g->O * P * es, P);
+        }
     }
     dt_free(col);
     return 0;
 }
 
-static void bias_grad(const dt__conv_geom *g, dt_dtype dt, const void *gout, void *db)
+typedef struct {
+    const dt__conv_geom *g;
+    dt_dtype dt;
+    const void *gout;
+    void *db;
+} bias_job;
+
+/* db[o] = sum of gout[n][o][p] over n and p, in f64 (one output channel per item). */
+static void bias_range(void *arg, int64_t begin, int64_t end, int tid)
 {
+    (void)tid;
+    const bias_job *j = arg;
+    const dt__conv_geom *g = j->g;
     int64_t P = g->Ho * g->Wo;
-    for (int64_t oc = 0; oc < g->O; oc++) {
+    for (int64_t oc = begin; oc < end; oc++) {
         double s = 0;
         for (int64_t n = 0; n < g->N; n++) {
             int64_t at = (n * g->O + oc) * P;
-            if (dt == DT_F32) { const float *r = (const float *)gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
-            else { const double *r = (const double *)gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
+            if (j->dt == DT_F32) { const float *r = (const float *)j->gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
+            else { const double *r = (const double *)j->gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
         }
-        if (dt == DT_F32) ((float *)db)[oc] = (float)s;
-        else ((double *)db)[oc] = s;
+        if (j->dt == DT_F32) ((float *)j->db)[oc] = (float)s;
+        else ((double *)j->db)[oc] = s;
     }
 }
 
@@ -202,7 +271,10 @@ int dt__conv2d_bw(const dt__conv_geom *g, dt_dtype dt, const void *x, const void
 {
     int64_t es = (int64_t)dt_dtype_size(dt), P = g->Ho * g->Wo, K = g->C * g->kh * g->kw;
     const char *go = gout;
-    if (db) bias_grad(g, dt, gout, db);
+    if (db) {
+        bias_job bj = {.g = g, .dt = dt, .gout = gout, .db = db};
+        dt__parallel_for(g->O, 1, bias_range, &bj);
+    }
     if (!dx && !dw) return 0;
     if (g->N == 0) {
         if (dw) memset(dw, 0, (size_t)(g->O * K * es));
@@ -216,21 +288,33 @@ int dt__conv2d_bw(const dt__conv_geom *g, dt_dtype dt, const void *x, const void
         }
         return 0;
     }
-    int64_t G = group_size(g, es);
-    char *col = col_alloc(g, G, es);
+    bool batched = batched_mode();
+    int64_t G = group_size(g, es, batched);
+    char *col = col_alloc(g, G, es, batched);
     if (!col) return dt_last_error_code();
+    char *grp = col + K * G * P * es;
     for (int64_t n0 = 0; n0 < g->N; n0 += G) {
         int64_t gn = g->N - n0 < G ? g->N - n0 : G;
         col_job j = {.g = g, .dt = dt, .n0 = n0, .G = gn, .x = x, .col = col, .dx = dx};
+        if (batched) {
+            move_job m = {.g = g, .dt = dt, .gn = gn, .grp = grp, .img = (char *)go + n0 * g->O * P * es, .to_img = false};
+            dt__parallel_for(gn * g->O, 1, move_range, &m);
+        }
         if (dw) {
             dt__parallel_for(gn * g->C, 1, im2col_range, &j);
-            for (int64_t gi = 0; gi < gn; gi++)
-                gemm(dt, false, true, g->O, K, P, go + (n0 + gi) * g->O * P * es, P, col + gi * P * es, gn * P,
-                     n0 + gi ? 1.0 : 0.0, dw, K);
+            if (batched)
+                gemm(dt, false, true, g->O, K, gn * P, grp, gn * P, col, gn * P, n0 ? 1.0 : 0.0, dw, K);
+            else
+                for (int64_t gi = 0; gi < gn; gi++)
+                    gemm(dt, false, true, g->O, K, P, go + (n0 + gi) * g->O * P * es, P, col + gi * P * es, gn * P,
+                         n0 + gi ? 1.0 : 0.0, dw, K);
         }
         if (dx) {
-            for (int64_t gi = 0; gi < gn; gi++)
-                gemm(dt, true, false, K, P, g->O, w, K, go + (n0 + gi) * g->O * P * es, P, 0.0, col + gi * P * es, gn * P);
+            if (batched)
+                gemm(dt, true, false, K, gn * P, g->O, w, K, grp, gn * P, 0.0, col, gn * P);
+            else
+                for (int64_t gi = 0; gi < gn; gi++)
+                    gemm(dt, true, false, K, P, g->O, w, K, go + (n0 + gi) * g->O * P * es, P, 0.0, col + gi * P * es, gn * P);
             dt__parallel_for(gn * g->C, 1, col2im_range, &j);
         }
     }

@@ -53,47 +53,57 @@ static int hyper_to_meta(const dt_optim *o, meta_kv *kv)
     return n;
 }
 
-int dt_optim_save(const dt_optim *o, const char *path)
+int dt_optim_state_add(const dt_optim *o, dt_st_list *l, const char *prefix)
 {
-    if (!o || !path) return dt_set_error(DT_EINVAL, "dt_optim_save: NULL argument");
-    size_t cap = o->n * 3;
-    dt_st_entry *e = dt_calloc(cap ? cap : 1, sizeof *e, DT_MEM_OTHER);
-    char **keys = dt_calloc(cap ? cap : 1, sizeof *keys, DT_MEM_OTHER);
+    if (!o || !l) return dt_set_error(DT_EINVAL, "dt_optim_state_add: NULL argument");
     static const int64_t zero_dims[1] = {0};
-    int rc = 0;
-    size_t ne = 0;
-    if (!e || !keys) { rc = dt_error_wrap(DT_ENOMEM, "saving optimizer state to %s", path); goto out; }
     for (size_t i = 0; i < o->n; i++) {
         const dt__oslot *s = &o->slots[i];
         if (s->step == 0) continue; /* no state yet, as in torch */
-        keys[ne] = key_of(s->name, "step");
-        if (!keys[ne]) { rc = dt_error_wrap(DT_ENOMEM, "saving optimizer state to %s", path); goto out; }
-        e[ne] = (dt_st_entry){keys[ne], DT_I64, 0, zero_dims, &s->step};
-        ne++;
-        for (int k = 0; k < o->nstate; k++) {
+        char *k = key_of(s->name, "step");
+        if (!k) return dt_last_error_code();
+        int rc = dt_st_list_add(l, prefix, k, DT_I64, 0, zero_dims, &s->step);
+        dt_free(k);
+        if (rc < 0) return rc;
+        for (int b = 0; b < o->nstate; b++) {
             if (o->kind == DT_OPTIM_SGD && !s->has_buf) continue;
-            keys[ne] = key_of(s->name, bufname(o, k));
-            if (!keys[ne]) { rc = dt_error_wrap(DT_ENOMEM, "saving optimizer state to %s", path); goto out; }
-            e[ne] = (dt_st_entry){keys[ne], DT_F32, 1, &s->numel, k == 0 ? s->s0 : s->s1};
-            ne++;
+            if (!(k = key_of(s->name, bufname(o, b)))) return dt_last_error_code();
+            rc = dt_st_list_add(l, prefix, k, DT_F32, 1, &s->numel, b == 0 ? s->s0 : s->s1);
+            dt_free(k);
+            if (rc < 0) return rc;
         }
     }
     meta_kv kv[NMETA_MAX];
-    dt_st_meta meta[NMETA_MAX];
     int nm = hyper_to_meta(o, kv);
-    for (int i = 0; i < nm; i++) meta[i] = (dt_st_meta){kv[i].key, kv[i].val};
-    rc = dt_st_write(path, e, ne, meta, (size_t)nm);
-    if (rc < 0) dt_error_wrap(rc, "saving optimizer state");
-out:
-    for (size_t i = 0; keys && i < cap; i++) dt_free(keys[i]);
-    dt_free(keys);
-    dt_free(e);
+    for (int i = 0; i < nm; i++) {
+        int rc = dt_st_list_meta(l, prefix, kv[i].key, kv[i].val);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+int dt_optim_save(const dt_optim *o, const char *path)
+{
+    if (!o || !path) return dt_set_error(DT_EINVAL, "dt_optim_save: NULL argument");
+    dt_st_list *l = dt_st_list_new();
+    int rc = l ? dt_optim_state_add(o, l, NULL) : dt_last_error_code();
+    if (rc == 0) rc = dt_st_list_write(l, path);
+    dt_st_list_free(l);
+    if (rc < 0) dt_error_wrap(rc, "saving optimizer state to %s", path);
     return rc;
 }
 
-static int meta_double(const dt_st_file *f, const char *path, const char *key, double *out)
+/* The metadata value of prefix + key. */
+static const char *meta_get(const dt_st_file *f, const char *prefix, const char *key)
 {
-    const char *v = dt_st_meta_get(f, key);
+    char k[96];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dt_st_meta_get(f, k);
+}
+
+static int meta_double(const dt_st_file *f, const char *path, const char *prefix, const char *key, double *out)
+{
+    const char *v = meta_get(f, prefix, key);
     if (!v) return dt_set_error(DT_ECORRUPT, "%s: optimizer state has no '%s' in its metadata", path, key);
     char *end;
     errno = 0;
@@ -104,9 +114,9 @@ static int meta_double(const dt_st_file *f, const char *path, const char *key, d
     return 0;
 }
 
-static int meta_bool(const dt_st_file *f, const char *path, const char *key, bool *out)
+static int meta_bool(const dt_st_file *f, const char *path, const char *prefix, const char *key, bool *out)
 {
-    const char *v = dt_st_meta_get(f, key);
+    const char *v = meta_get(f, prefix, key);
     if (v && strcmp(v, "true") == 0) { *out = true; return 0; }
     if (v && strcmp(v, "false") == 0) { *out = false; return 0; }
     return dt_set_error(DT_ECORRUPT, "%s: metadata '%s' is %s%s%s, expected true or false", path, key, v ? "'" : "",
@@ -131,28 +141,37 @@ static int classify(const dt_optim *o, const char *path, const char *key, size_t
                         dt__optim_kind_name(o->kind));
 }
 
-int dt_optim_load(dt_optim *o, const char *path)
+/* Does the entry belong to the optimizer's part of the file? Then *rest is its name
+ * without the prefix. */
+static bool mine(const char *name, const char *prefix, const char **rest)
 {
-    if (!o || !path) return dt_set_error(DT_EINVAL, "dt_optim_load: NULL argument");
-    dt_st_file *f = dt_st_open(path);
-    if (!f) return dt_error_wrap(dt_last_error_code(), "loading optimizer state");
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0) return false;
+    *rest = name + n;
+    return true;
+}
+
+int dt_optim_state_load(dt_optim *o, const dt_st_file *f, const char *prefix, const char *path)
+{
+    if (!o || !f) return dt_set_error(DT_EINVAL, "dt_optim_state_load: NULL argument");
+    if (!prefix) prefix = "";
+    if (!path) path = "optimizer state";
     int rc = 0;
-    const char *kind = dt_st_meta_get(f, "optimizer");
-    if (!kind) { rc = dt_set_error(DT_ECORRUPT, "%s: no 'optimizer' in the metadata: not an optimizer state file", path); goto out; }
+    const char *kind = meta_get(f, prefix, "optimizer");
+    if (!kind) return dt_set_error(DT_ECORRUPT, "%s: no '%soptimizer' in the metadata: not an optimizer state file", path, prefix);
     if (strcmp(kind, dt__optim_kind_name(o->kind)) != 0) {
-        rc = dt_set_error(DT_EMISMATCH, "%s holds %s state; this optimizer is %s", path, kind, dt__optim_kind_name(o->kind));
-        goto out;
+        return dt_set_error(DT_EMISMATCH, "%s holds %s state; this optimizer is %s", path, kind, dt__optim_kind_name(o->kind));
     }
     /* hyperparameters */
     dt_sgd_opts so = o->sgd;
     dt_adam_opts ao = o->adam;
     if (o->kind == DT_OPTIM_SGD) {
-        DT_CHECK_GOTO(meta_double(f, path, "lr", &so.lr), rc, out);
-        DT_CHECK_GOTO(meta_double(f, path, "momentum", &so.momentum), rc, out);
-        DT_CHECK_GOTO(meta_double(f, path, "dampening", &so.dampening), rc, out);
-        DT_CHECK_GOTO(meta_double(f, path, "weight_decay", &so.weight_decay), rc, out);
-        DT_CHECK_GOTO(meta_bool(f, path, "nesterov", &so.nesterov), rc, out);
-        DT_CHECK_GOTO(meta_bool(f, path, "maximize", &so.maximize), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "lr", &so.lr), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "momentum", &so.momentum), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "dampening", &so.dampening), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "weight_decay", &so.weight_decay), rc, out);
+        DT_CHECK_GOTO(meta_bool(f, path, prefix, "nesterov", &so.nesterov), rc, out);
+        DT_CHECK_GOTO(meta_bool(f, path, prefix, "maximize", &so.maximize), rc, out);
         if (dt__optim_check_sgd(&so) < 0) { rc = dt_error_wrap(DT_ECORRUPT, "%s", path); goto out; }
         if ((so.momentum != 0) != (o->nstate == 1)) {
             rc = dt_set_error(DT_EMISMATCH, "%s: momentum %g in the file, %g in this optimizer (one has a momentum buffer, the other not)",
@@ -160,12 +179,12 @@ int dt_optim_load(dt_optim *o, const char *path)
             goto out;
         }
     } else {
-        DT_CHECK_GOTO(meta_double(f, path, "lr", &ao.lr), rc, out);
-        DT_CHECK_GOTO(meta_double(f, path, "beta1", &ao.beta1), rc, out);
-        DT_CHECK_GOTO(meta_double(f, path, "beta2", &ao.beta2), rc, out);
-        DT_CHECK_GOTO(meta_double(f, path, "eps", &ao.eps), rc, out);
-        DT_CHECK_GOTO(meta_double(f, path, "weight_decay", &ao.weight_decay), rc, out);
-        DT_CHECK_GOTO(meta_bool(f, path, "maximize", &ao.maximize), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "lr", &ao.lr), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "beta1", &ao.beta1), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "beta2", &ao.beta2), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "eps", &ao.eps), rc, out);
+        DT_CHECK_GOTO(meta_double(f, path, prefix, "weight_decay", &ao.weight_decay), rc, out);
+        DT_CHECK_GOTO(meta_bool(f, path, prefix, "maximize", &ao.maximize), rc, out);
         if (dt__optim_check_adam(&ao, dt__optim_kind_name(o->kind)) < 0) { rc = dt_error_wrap(DT_ECORRUPT, "%s", path); goto out; }
     }
     /* pass 1: every entry belongs to a slot, with the right dtype and size; every
@@ -176,7 +195,9 @@ int dt_optim_load(dt_optim *o, const char *path)
         const dt_st_tensor *t = dt_st_at(f, i);
         size_t s;
         int which;
-        DT_CHECK_GOTO(classify(o, path, t->name, &s, &which), rc, out);
+        const char *name;
+        if (!mine(t->name, prefix, &name)) continue;
+        DT_CHECK_GOTO(classify(o, path, name, &s, &which), rc, out);
         if (which < 0) {
             int64_t st;
             if (t->dtype != DT_I64 || t->ndim != 0) { rc = dt_set_error(DT_ECORRUPT, "%s: '%s' is not an I64 scalar", path, t->name); goto out; }
@@ -189,14 +210,16 @@ int dt_optim_load(dt_optim *o, const char *path)
         }
     }
     for (size_t i = 0; i < o->n; i++) {
-        char *k = key_of(o->slots[i].name, "step");
+        char *k = key_of(o->slots[i].name, "step"), full[512];
         if (!k) { rc = dt_error_wrap(DT_ENOMEM, "loading optimizer state"); goto out; }
-        int has_step = dt_st_find(f, k) != NULL;
+        snprintf(full, sizeof full, "%s%s", prefix, k);
+        int has_step = dt_st_find(f, full) != NULL;
         dt_free(k);
         for (int b = 0; b < o->nstate; b++) {
             k = key_of(o->slots[i].name, bufname(o, b));
             if (!k) { rc = dt_error_wrap(DT_ENOMEM, "loading optimizer state"); goto out; }
-            int has = dt_st_find(f, k) != NULL;
+            snprintf(full, sizeof full, "%s%s", prefix, k);
+            int has = dt_st_find(f, full) != NULL;
             dt_free(k);
             if (has && !has_step) {
                 rc = dt_set_error(DT_ECORRUPT, "%s: parameter '%s' has a %s but no step", path, o->slots[i].name, bufname(o, b));
@@ -222,7 +245,9 @@ int dt_optim_load(dt_optim *o, const char *path)
         const dt_st_tensor *t = dt_st_at(f, i);
         size_t s;
         int which;
-        classify(o, path, t->name, &s, &which);
+        const char *name;
+        if (!mine(t->name, prefix, &name)) continue;
+        classify(o, path, name, &s, &which);
         if (which < 0) memcpy(&o->slots[s].step, t->data, 8);
         else {
             if (t->nbytes) memcpy(which == 0 ? o->slots[s].s0 : o->slots[s].s1, t->data, (size_t)t->nbytes);
@@ -231,6 +256,15 @@ int dt_optim_load(dt_optim *o, const char *path)
     }
     dt_clear_error();
 out:
+    return rc;
+}
+
+int dt_optim_load(dt_optim *o, const char *path)
+{
+    if (!o || !path) return dt_set_error(DT_EINVAL, "dt_optim_load: NULL argument");
+    dt_st_file *f = dt_st_open(path);
+    if (!f) return dt_error_wrap(dt_last_error_code(), "loading optimizer state");
+    int rc = dt_optim_state_load(o, f, "", path);
     dt_st_close(f);
     return rc;
 }

@@ -150,6 +150,89 @@ static void t_hooks(void)
     }
 }
 
+/* Callbacks queued from a hook run after the whole graph, in order, before
+ * dt_backward returns; their failure is backward's result. */
+typedef struct {
+    dt_tensor *w1, *w2;
+    int ran[4], nran, hooks_done;
+    int fail_with;
+    bool grad_on_in_cb;
+} cb_log;
+
+static int cb_a(void *ctx)
+{
+    cb_log *l = ctx;
+    l->ran[l->nran++] = 1 + 10 * l->hooks_done;
+    return 0;
+}
+static int cb_b(void *ctx)
+{
+    cb_log *l = ctx;
+    l->ran[l->nran++] = 2 + 10 * l->hooks_done;
+    l->grad_on_in_cb |= dt_grad_enabled();
+    return l->fail_with;
+}
+static void cb_hook(dt_tensor *leaf, void *ctx)
+{
+    cb_log *l = ctx;
+    if (leaf == l->w2) {   /* final first: queue both, the graph is not done yet */
+        dt_backward_queue_callback(cb_a, l);
+        dt_backward_queue_callback(cb_b, l);
+    }
+    l->hooks_done++;
+}
+
+static void t_queue_callback(void)
+{
+    DT_ASSERT_ERR(dt_backward_queue_callback(cb_a, NULL), DT_ESTATE);   /* no backward running */
+    for (int fail = 0; fail < 2; fail++) DT_SCOPE {
+        cb_log l = {0};
+        l.fail_with = fail ? DT_EPEER : 0;
+        l.w1 = leaf(DT_F64, DT_SHAPE(3, 3), 0.5);
+        l.w2 = leaf(DT_F64, DT_SHAPE(3, 3), 0.25);
+        DT_ASSERT_OK(dt_tensor_on_grad_ready(l.w1, cb_hook, &l));
+        DT_ASSERT_OK(dt_tensor_on_grad_ready(l.w2, cb_hook, &l));
+        dt_tensor *x = dt_ones(DT_F64, DT_SHAPE(2, 3));
+        dt_tensor *y = dt_sum(dt_matmul(dt_relu(dt_matmul(x, l.w1)), l.w2), NULL, 0, false);
+        if (fail) DT_ASSERT_ERR(dt_backward(y), DT_EPEER);
+        else DT_ASSERT_OK(dt_backward(y));
+        DT_ASSERT_EQ(l.nran, 2);
+        DT_ASSERT_EQ(l.ran[0], 21);   /* after both hooks, in queue order */
+        DT_ASSERT_EQ(l.ran[1], 22);
+        DT_ASSERT(!l.grad_on_in_cb);
+        DT_ASSERT_ERR(dt_backward_queue_callback(cb_a, &l), DT_ESTATE);   /* over again */
+    }
+}
+
+/* dt_autograd_visit_leaves finds what backward would reach, and nothing else. */
+static void count_leaf(dt_tensor *leaf, void *ctx)
+{
+    dt_tensor **seen = ctx;
+    for (int i = 0; i < 4; i++)
+        if (!seen[i] || seen[i] == leaf) { seen[i] = leaf; break; }
+}
+
+static void t_visit_leaves(void)
+{
+    DT_SCOPE {
+        dt_tensor *a = leaf(DT_F64, DT_SHAPE(2, 2), 1), *b = leaf(DT_F64, DT_SHAPE(2, 2), 2);
+        dt_tensor *unused = leaf(DT_F64, DT_SHAPE(2, 2), 3);
+        dt_tensor *c = dt_ones(DT_F64, DT_SHAPE(2, 2));   /* requires no grad */
+        dt_tensor *y = dt_add(dt_mul(a, c), dt_matmul(a, dt_exp(b)));
+        dt_tensor *z = dt_mul(unused, c);
+        (void)z;
+        dt_tensor *seen[4] = {0};
+        DT_ASSERT_OK(dt_autograd_visit_leaves(y, count_leaf, seen));
+        DT_ASSERT((seen[0] == a && seen[1] == b) || (seen[0] == b && seen[1] == a));
+        DT_ASSERT(seen[2] == NULL);
+        dt_tensor *only[4] = {0};
+        DT_ASSERT_OK(dt_autograd_visit_leaves(a, count_leaf, only));   /* a leaf itself */
+        DT_ASSERT(only[0] == a && only[1] == NULL);
+        DT_ASSERT_OK(dt_backward(dt_sum(y, NULL, 0, false)));          /* the walk changed nothing */
+        DT_ASSERT(dt_tensor_grad(a) && dt_tensor_grad(b) && !dt_tensor_grad(unused));
+    }
+}
+
 /* A chain of 200k ops: backward and freeing must not recurse per node. */
 static void t_deep_graph(void)
 {
@@ -261,6 +344,8 @@ int main(void)
     DT_RUN(t_no_grad_detach);
     DT_RUN(t_flat_grad_buffer);
     DT_RUN(t_hooks);
+    DT_RUN(t_queue_callback);
+    DT_RUN(t_visit_leaves);
     DT_RUN(t_deep_graph);
     DT_RUN(t_training_loop);
     DT_RUN(t_alloc_failures);

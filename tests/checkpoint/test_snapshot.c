@@ -19,6 +19,8 @@ static void fresh_dir(char *out, size_t cap, const char *name)
 }
 
 /* One snapshot's content: a weight of n floats filled with step + i, and meta. */
+static bool g_use_list;   /* save through dt_st_list / dt_snapshot_save_list */
+
 static int save_step(dt_snapshot *s, int64_t step, int64_t n)
 {
     float *w = dt_alloc((size_t)n * sizeof *w, DT_MEM_OTHER);
@@ -30,7 +32,18 @@ static int save_step(dt_snapshot *s, int64_t step, int64_t n)
     char epoch[32];
     snprintf(epoch, sizeof epoch, "%lld", (long long)(step / 10));
     dt_st_meta m[1] = {{"epoch", epoch}};
-    int rc = dt_snapshot_save(s, step, e, 2, m, 1);
+    int rc;
+    if (g_use_list) {
+        dt_st_list *l = dt_st_list_new();
+        rc = l ? 0 : DT_ENOMEM;
+        if (rc == 0) rc = dt_st_list_add(l, "model.", "weight", DT_F32, 1, shape, w);
+        if (rc == 0) rc = dt_st_list_add(l, "train.", "step", DT_I64, 1, sshape, &stepv);
+        if (rc == 0) rc = dt_st_list_meta(l, NULL, "epoch", epoch);
+        if (rc == 0) rc = dt_snapshot_save_list(s, step, l);
+        dt_st_list_free(l);
+    } else {
+        rc = dt_snapshot_save(s, step, e, 2, m, 1);
+    }
     dt_free(w);
     return rc;
 }
@@ -51,7 +64,7 @@ static void check_loaded(dt_st_file *f, int64_t step, int64_t n)
 static void t_save_keep_load(void)
 {
     char dir[512];
-    fresh_dir(dir, sizeof dir, "a/b/snaps");  /* parents are created */
+    fresh_dir(dir, sizeof dir, g_use_list ? "a/b/listsnaps" : "a/b/snaps");  /* parents are created */
     dt_snapshot_opts o = DT_SNAPSHOT_OPTS_INIT;
     o.chunk_bytes = 4096;
     dt_snapshot *s = dt_snapshot_open(dir, &o);
@@ -227,6 +240,9 @@ int main(void)
     snprintf(root, sizeof root, "/tmp/dt_snap_XXXXXX");
     if (!mkdtemp(root)) { perror("mkdtemp"); return 1; }
     DT_RUN(t_save_keep_load);
+    g_use_list = true;
+    DT_RUN(t_save_keep_load);
+    g_use_list = false;
     DT_RUN(t_fallback);
     DT_RUN(t_leftovers_removed);
     DT_RUN(t_bad_args);

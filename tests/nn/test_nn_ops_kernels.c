@@ -5,6 +5,7 @@
  *     odd ones;
  *   - max / avg pooling (including the 2x2 stride 2 path) against direct loops;
  *   - cross_entropy against nll_loss(log_softmax) and against huge logits;
+ *   - allocation failures at every step of a CNN forward and backward;
  *   - errors: wrong channels, bad strides and padding, bad targets, wrong dtypes, NULL
  *     inputs (NULL + last error, never a crash). */
 #include "dt_test.h"
@@ -151,12 +152,15 @@ static void t_conv_bf16(void)
     conv_vs_ref(&CONV_CASES[3], DT_F16, 3e-3);
 }
 
-/* Many threads in the pool or one: the same result (im2col/col2im split over images). */
+/* One compute thread (per-image GEMMs in place) or several (one GEMM per column group):
+ * the same results. */
 static void t_conv_threads(void)
 {
     int old = dt_tensor_num_threads();
     DT_ASSERT_OK(dt_tensor_set_num_threads(1));
     conv_vs_ref(&CONV_CASES[4], DT_F32, 2e-5);
+    conv_vs_ref(&CONV_CASES[1], DT_F32, 2e-5);   /* per-image GEMMs over two column groups */
+    conv_vs_ref(&CONV_CASES[2], DT_F64, 1e-12);
     DT_ASSERT_OK(dt_tensor_set_num_threads(3));
     conv_vs_ref(&CONV_CASES[4], DT_F32, 2e-5);
     conv_vs_ref(&CONV_CASES[0], DT_F32, 2e-5);
@@ -390,6 +394,44 @@ static void t_errors(void)
     }
 }
 
+/* ------------------------------------------------------------- allocation failures */
+/* Each allocation of a CNN step (conv, relu, pools, cross_entropy, backward) failing
+ * in turn: DT_ENOMEM comes out, nothing crashes and nothing leaks. */
+static void t_alloc_sweep(void)
+{
+    int tok = dt_scope_begin();
+    dt_tensor *x = dt_randn(&g_rng, DT_F32, DT_SHAPE(3, 2, 8, 8)), *w = dt_randn(&g_rng, DT_F32, DT_SHAPE(4, 2, 3, 3));
+    dt_tensor *b = dt_randn(&g_rng, DT_F32, DT_SHAPE(4));
+    int64_t tv[3] = {1, -100, 15};
+    dt_tensor *t = ids(tv, 3);
+    dt_tensor *leaves[3] = {x, w, b};
+    for (int i = 0; i < 3; i++) DT_ASSERT_OK(dt_tensor_set_requires_grad(leaves[i], true));
+    int done = 0;
+    for (int64_t n = 0; n < 400 && !done; n++) {   /* n = 0: a warm-up run without failures */
+        dt_mem_stats base, now;
+        dt_mem_get_stats(&base);
+        dt_alloc_fail_at(n);
+        int rc = DT_ENOMEM;
+        DT_SCOPE {
+            dt_tensor *h = dt_max_pool2d(dt_relu(dt_conv2d(x, w, b, 1, 1, 1, 1)), 2, 2, 2, 2, 0, 0);
+            h = dt_avg_pool2d(h, 3, 3, 1, 1, 1, 1);
+            dt_tensor *l = dt_cross_entropy(dt_flatten(h, 1, -1), t);
+            if (l) rc = dt_backward(l);
+        }
+        int code = dt_last_error_code();
+        dt_alloc_fail_at(0);
+        for (int i = 0; i < 3; i++) dt_tensor_set_grad_buffer(leaves[i], NULL);
+        if (n == 0) { DT_ASSERT_OK(rc); continue; }
+        if (rc == 0) done = (int)n;
+        else DT_ASSERT_MSG(code == DT_ENOMEM, "allocation %lld failing gave %s: %s", (long long)n, dt_errname(code), dt_last_error());
+        dt_mem_get_stats(&now);
+        DT_ASSERT_MSG(now.total_current == base.total_current, "leak of %lld bytes when allocation %lld fails",
+                      (long long)(now.total_current - base.total_current), (long long)n);
+    }
+    DT_ASSERT_MSG(done > 20, "the step succeeded with allocation %d failing", done);
+    dt_scope_end(tok);
+}
+
 int main(void)
 {
     g_rng = dt_rng_make(77, dt_rng_stream(DT_RNG_INIT, 0));
@@ -404,5 +446,6 @@ int main(void)
     DT_RUN(t_cross_entropy_all_ignored);
     DT_RUN(t_losses_bf16);
     DT_RUN(t_errors);
+    DT_RUN(t_alloc_sweep);
     return DT_TEST_END();
 }

@@ -376,6 +376,50 @@ static void t_save_load(void)
     dt_optim_free(o);
 }
 
+/* The state as one part of a bigger file (a snapshot): prefixed names and keys next
+ * to other entries; loading looks at its prefix only. */
+static void t_state_in_list(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/snap.safetensors", g_dir);
+    float p[3] = {1, 2, 3}, g[3] = {0.5f, -1, 2}, q[3] = {1, 2, 3}, w[4] = {9, 8, 7, 6};
+    dt_param_slot s = {"w", p, g, 3}, t = {"w", q, g, 3};
+    dt_adam_opts ao = DT_ADAMW_OPTS_INIT;
+    ao.lr = 0.1;
+    dt_optim *a = dt_optim_adamw(&s, 1, ao);
+    DT_ASSERT_OK(dt_optim_step(a));
+    dt_st_list *l = dt_st_list_new();
+    DT_ASSERT(l);
+    int64_t sh4[1] = {4};
+    DT_ASSERT_OK(dt_st_list_add(l, "model.", "w", DT_F32, 1, sh4, w));
+    DT_ASSERT_ERR(dt_st_list_add(l, "model.", "w", DT_F32, 1, sh4, w), DT_EINVAL);   /* twice */
+    DT_ASSERT_OK(dt_optim_state_add(a, l, "optim."));
+    DT_ASSERT_OK(dt_st_list_meta(l, NULL, "epoch", "1"));
+    DT_ASSERT_OK(dt_st_list_meta(l, NULL, "epoch", "2"));   /* replaced */
+    size_t ne, nm;
+    dt_st_list_entries(l, &ne);
+    dt_st_list_metas(l, &nm);
+    DT_ASSERT_EQ(ne, 4);   /* model.w, optim.state.w.{step,exp_avg,exp_avg_sq} */
+    DT_ASSERT_OK(dt_st_list_write(l, path));
+    dt_st_list_free(l);
+    dt_st_file *f = dt_st_open(path);
+    DT_ASSERT(f);
+    DT_ASSERT_STREQ(dt_st_meta_get(f, "epoch"), "2");
+    DT_ASSERT_STREQ(dt_st_meta_get(f, "optim.optimizer"), "adamw");
+    DT_ASSERT(dt_st_find(f, "optim.state.w.exp_avg") && dt_st_find(f, "model.w"));
+    dt_optim *b = dt_optim_adamw(&t, 1, (dt_adam_opts)DT_ADAMW_OPTS_INIT);
+    DT_ASSERT_ERR(dt_optim_state_load(b, f, "", "snap"), DT_ECORRUPT);   /* no unprefixed state there */
+    DT_ASSERT_OK(dt_optim_state_load(b, f, "optim.", "snap"));
+    dt_st_close(f);
+    DT_ASSERT_NEAR(dt_optim_get_lr(b), 0.1, 0);
+    memcpy(q, p, sizeof q);
+    DT_ASSERT_OK(dt_optim_step(a));
+    DT_ASSERT_OK(dt_optim_step(b));
+    DT_ASSERT(memcmp(p, q, sizeof p) == 0);
+    dt_optim_free(a);
+    dt_optim_free(b);
+}
+
 static void t_alloc_sweep(void)
 {
     char path[512];
@@ -433,6 +477,7 @@ int main(void)
     DT_RUN(t_formulas);
     DT_RUN(t_bad_options);
     DT_RUN(t_save_load);
+    DT_RUN(t_state_in_list);
     DT_RUN(t_alloc_sweep);
     dt_st_close(g_ref);
     dt_py_sh("rm -rf %s", g_dir);

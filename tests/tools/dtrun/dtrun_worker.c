@@ -12,6 +12,9 @@
  *   store               meet the other ranks through the store at MASTER_ADDR:MASTER_PORT
  *                       (a client when TORCHELASTIC_USE_AGENT_STORE=True, else rank 0 hosts)
  *   freeport            print a TCP port free on 127.0.0.1 now
+ *   pg-attempt          init a process group by env://, print whether a key rank 0 set on
+ *                       an earlier attempt is visible ("attempt N mark seen|clean"), set it;
+ *                       rank 1 then fails on attempt 0
  * Exits 2 on a bad mode. */
 #define _GNU_SOURCE
 #include <dtrain/dtrain.h>
@@ -94,6 +97,22 @@ int main(int argc, char **argv)
         }
         sleep_s(0.2);
         printf("attempt %d ok\n", attempt);
+        return 0;
+    }
+    if (!strcmp(mode, "pg-attempt")) {
+        int attempt = env_int("TORCHELASTIC_RESTART_COUNT", 0);
+        dt_pg *pg = dt_init_process_group("shm", "env://", NULL);
+        if (!pg) { fprintf(stderr, "init: %s\n", dt_last_error()); return 1; }
+        const char *key = "attempt-mark";
+        bool seen = false;
+        if (dt_store_check(dt_pg_store(pg), &key, 1, &seen) < 0) { fprintf(stderr, "check: %s\n", dt_last_error()); return 1; }
+        printf("attempt %d mark %s\n", attempt, seen ? "seen" : "clean");
+        fflush(stdout);
+        if (dt_pg_barrier(pg, NULL, NULL) < 0) { fprintf(stderr, "barrier: %s\n", dt_last_error()); return 1; }
+        if (rank == 0 && dt_store_set(dt_pg_store(pg), key, "x", 1) < 0) return 1;
+        if (dt_pg_barrier(pg, NULL, NULL) < 0) { fprintf(stderr, "barrier: %s\n", dt_last_error()); return 1; }
+        if (attempt == 0 && rank == 1) return 3;
+        dt_destroy_process_group(pg);
         return 0;
     }
     if (!strcmp(mode, "fail") && argc > 2) {

@@ -19,6 +19,16 @@ d=$(echo "$T"/l1/none_*)
 [ -d "$d/attempt_0/1" ] && [ -d "$d/attempt_1/1" ] || fail "attempt_0 and attempt_1 expected: $(find "$T/l1")"
 expect_grep '"message":\{"message":"I/O error: rank 1 gives up on attempt 0","extraInfo":\{"py_callstack":".*","timestamp":"[0-9]+"\}\}' "$d/attempt_0/1/error.json"
 
+# a restarted group meets under a fresh store prefix (/worker/attempt_N, as torch):
+# a key of attempt 0 is not visible to attempt 1
+"$DTRUN" --nproc_per_node=2 --master_port=$(freeport) --max_restarts=1 \
+    "$WORKER" pg-attempt > "$T/o5" 2> "$T/e5" || { cat "$T/o5" "$T/e5"; fail "pg-attempt did not succeed with one restart"; }
+cat "$T/o5"
+expect_grep '^\[0\]: attempt 1 mark clean$' "$T/o5"
+expect_grep '^\[1\]: attempt 1 mark clean$' "$T/o5"
+expect_no_grep 'mark seen' "$T/o5"
+expect_grep '^\[1\]: attempt 0 mark clean$' "$T/o5"
+
 # no restarts left: the summary
 if "$DTRUN" --nproc_per_node=3 --master_port=$(freeport) --max_restarts=0 "$WORKER" fail 5 > "$T/o2" 2> "$T/e2"; then
     fail "a failing job exited 0"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Training speed, ours beside the PyTorch reference scripts, in one run on one machine.
+#
+#   bench/train_vs_torch.sh [--reps N] [--world W] [--threads T] [mlp] [cnn] [gpt]
+#
+# For each model, alternates the reference (../shared/bench/torch_*_ddp.py, launched by
+# ../shared/bench/launch_torch.sh with OMP_NUM_THREADS=T) and our example (build/bin/
+# train_fmnist / train_gpt with --threads T; under build/bin/dtrun for W > 1), N times
+# each, and prints every RESULT's throughput, the medians and the ratio ours / torch.
+# Same flags on both sides; the throughput is what each program's RESULT line reports
+# (samples/s for mlp and cnn, tokens/s for gpt, summed over ranks).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+shared=${DTRAIN_SHARED:-$here/../shared}
+reps=3 world=1 threads=1 models=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --reps) reps=$2; shift 2 ;;
+        --world) world=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        mlp|cnn|gpt) models+=("$1"); shift ;;
+        *) echo "usage: $0 [--reps N] [--world W] [--threads T] [mlp] [cnn] [gpt]" >&2; exit 2 ;;
+    esac
+done
+[ ${#models[@]} -gt 0 ] || models=(mlp cnn gpt)
+bin=$here/build/bin
+for p in train_fmnist train_gpt dtrun; do
+    [ -x "$bin/$p" ] || { echo "$bin/$p missing: run make build first" >&2; exit 1; }
+done
+/usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "torch is not importable by /usr/bin/python3 (apt-get install python3-torch)" >&2; exit 1; }
+
+args_of() {
+    case $1 in
+        mlp) echo "--model mlp --epochs 1" ;;
+        cnn) echo "--model cnn --steps 300" ;;
+        gpt) echo "--steps 60" ;;
+    esac
+}
+field_of() { [ "$1" = gpt ] && echo tokens_per_s || echo samples_per_s; }
+
+ours() {   # model -> RESULT line
+    local prog=train_fmnist; [ "$1" = gpt ] && prog=train_gpt
+    if [ "$world" -gt 1 ]; then
+        DTRAIN_NUM_THREADS=$threads "$bin/dtrun" --standalone --nproc_per_node="$world" "$bin/$prog" $(args_of "$1") --threads "$threads" 2>&1 | grep -a 'RESULT' | sed 's/^\[[0-9]*\]: //'
+    else
+        "$bin/$prog" $(args_of "$1") --threads "$threads" 2>&1 | grep -a '^RESULT'
+    fi
+}
+torch_ref() {
+    local script=torch_fmnist_ddp.py; [ "$1" = gpt ] && script=torch_gpt_ddp.py
+    OMP_NUM_THREADS=$threads "$shared/bench/launch_torch.sh" "$world" "$shared/bench/$script" $(args_of "$1") --threads "$threads" 2>&1 | grep -a '^RESULT'
+}
+value() { sed -n "s/.* $2=\([0-9.]*\).*/\1/p" <<<"$1"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "# $(date -u +%F) $(nproc) cores, world=$world, threads/rank=$threads, $reps runs each, alternating"
+for m in "${models[@]}"; do
+    f=$(field_of "$m")
+    o=() t=()
+    for ((i = 0; i < reps; i++)); do
+        r=$(torch_ref "$m"); v=$(value "$r" "$f"); t+=("$v"); echo "torch  $m: $r"
+        r=$(ours "$m"); v=$(value "$r" "$f"); o+=("$v"); echo "dtrain $m: $r"
+    done
+    mo=$(printf '%s\n' "${o[@]}" | median); mt=$(printf '%s\n' "${t[@]}" | median)
+    printf '%-4s %s median: dtrain %s, torch %s, ratio %.2f\n' "$m" "$f" "$mo" "$mt" "$(awk -v a="$mo" -v b="$mt" 'BEGIN {print a / b}')"
+done
