@@ -211,6 +211,55 @@ static void t_custom_forward_backward(void)
     dt_module_free(m);
 }
 
+static void expect_same(dt_tensor *a, dt_tensor *b)
+{
+    DT_ASSERT_MSG(a && b, "%s", dt_last_error());
+    DT_ASSERT_EQ(dt_tensor_numel(a), dt_tensor_numel(b));
+    const float *x = dt_tensor_data_f32(a), *y = dt_tensor_data_f32(b);
+    for (int64_t i = 0; i < dt_tensor_numel(a); i++) DT_ASSERT_MSG(x[i] == y[i], "element %lld: %g vs %g", (long long)i, x[i], y[i]);
+}
+
+/* Each built-in's forward is its functional op with its own parameters. */
+static void t_layer_forwards(void)
+{
+    dt_rng g = rng(13);
+    dt_module *ln = dt_nn_layer_norm(6, 1e-5), *emb = dt_nn_embedding(10, 6, &g), *gelu = dt_nn_gelu(DT_GELU_TANH);
+    dt_module *conv = dt_nn_conv2d(2, 3, 3, 2, 1, false, &g), *pool = dt_nn_max_pool2d(2, 1), *flat = dt_nn_flatten();
+    dt_module *drop = dt_nn_dropout(0.5, &g);
+    DT_SCOPE {
+        dt_tensor *x = dt_randn(&g, DT_F32, DT_SHAPE(4, 6));
+        DT_SCOPE dt_tensor_fill(dt_module_param(ln, "weight"), 1.5);
+        expect_same(dt_module_forward(ln, x), dt_layer_norm(x, 1, dt_module_param(ln, "weight"), dt_module_param(ln, "bias"), 1e-5));
+        dt_tensor *ids = dt_rand_int(&g, 0, 10, DT_I64, DT_SHAPE(2, 3));
+        dt_tensor *e = dt_module_forward(emb, ids);
+        DT_ASSERT(e && dt_tensor_ndim(e) == 3 && dt_tensor_size(e, 2) == 6);
+        expect_same(e, dt_embedding(dt_module_param(emb, "weight"), ids));
+        expect_same(dt_module_forward(gelu, x), dt_gelu(x, DT_GELU_TANH));
+        dt_tensor *img = dt_randn(&g, DT_F32, DT_SHAPE(2, 2, 7, 7));
+        dt_tensor *c = dt_module_forward(conv, img);
+        DT_ASSERT(c && dt_tensor_size(c, 2) == 4);   /* (7 + 2 - 3) / 2 + 1 */
+        expect_same(c, dt_conv2d(img, dt_module_param(conv, "weight"), NULL, 2, 2, 1, 1));
+        expect_same(dt_module_forward(pool, img), dt_max_pool2d(img, 2, 2, 1, 1, 0, 0));
+        dt_tensor *f = dt_module_forward(flat, img);
+        DT_ASSERT(f && dt_tensor_ndim(f) == 2 && dt_tensor_size(f, 1) == 98);
+        /* Dropout: masks in training mode (a different one each call), identity in eval. */
+        dt_tensor *d1 = dt_module_forward(drop, x), *d2 = dt_module_forward(drop, x);
+        DT_ASSERT(d1 && d2);
+        int zeros = 0, differ = 0;
+        for (int i = 0; i < 24; i++) {
+            float a = dt_tensor_data_f32(d1)[i], b = dt_tensor_data_f32(d2)[i], v = dt_tensor_data_f32(x)[i];
+            zeros += a == 0;
+            differ += a != b;
+            DT_ASSERT(a == 0 || fabsf(a - 2 * v) <= 1e-6f * fabsf(v));
+        }
+        DT_ASSERT(zeros > 0 && zeros < 24 && differ > 0);
+        dt_module_train(drop, false);
+        expect_same(dt_module_forward(drop, x), x);
+    }
+    dt_module_free(ln), dt_module_free(emb), dt_module_free(gelu), dt_module_free(conv);
+    dt_module_free(pool), dt_module_free(flat), dt_module_free(drop);
+}
+
 static double mean_of(const float *v, int64_t n, double *var)
 {
     double s = 0, s2 = 0;
@@ -443,6 +492,7 @@ int main(void)
     DT_RUN(t_cnn_names);
     DT_RUN(t_nested_custom_names);
     DT_RUN(t_custom_forward_backward);
+    DT_RUN(t_layer_forwards);
     DT_RUN(t_init_ranges);
     DT_RUN(t_repack_keeps_values);
     DT_RUN(t_grad_storage);
