@@ -195,6 +195,14 @@ typedef struct {
  * named_parameters() order, n receiving the count. NULL with *n = 0 on failure (or when
  * there are none: then the last error is not set). */
 const dt_named_param *dt_module_params(dt_module *m, size_t *n);
+/* One buffer of the tree (e.g. for ddp.h's dt_ddp_new, whose dt_ddp_tensor has this
+ * layout). Borrowed, as dt_named_param. */
+typedef struct {
+    const char *name;        /* full name relative to the module asked */
+    dt_tensor *t;
+} dt_named_buffer;
+/* m's buffers in named_buffers() order; NULL with *n = 0 when there are none. */
+const dt_named_buffer *dt_module_buffers(dt_module *m, size_t *n);
 /* The same as optimizer slots (names and buffers borrowed, as above). */
 const dt_param_slot *dt_module_slots(dt_module *m, size_t *n);
 /* m's slice of the flat parameter / gradient buffer: pointer and element count

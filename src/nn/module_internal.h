@@ -30,6 +30,8 @@ typedef struct {
     dt_param_slot *slots;     /* [n], names shared with params */
     char **names;             /* [n] owned */
     size_t n;
+    dt_named_buffer *buffers; /* [nb], names owned */
+    size_t nb;
     bool valid;
 } dt__mod_cache;
 

@@ -23,7 +23,9 @@ void dt__module_pack_free(dt__mod_pack *p)
 void dt__module_cache_clear(dt__mod_cache *c)
 {
     for (size_t i = 0; c->names && i < c->n; i++) dt_free(c->names[i]);
+    for (size_t i = 0; c->buffers && i < c->nb; i++) dt_free((char *)c->buffers[i].name);
     dt_free(c->names);
+    dt_free(c->buffers);
     dt_free(c->params);
     dt_free(c->slots);
     memset(c, 0, sizeof *c);
@@ -188,6 +190,17 @@ static void build_names(dt_module *m, char *prefix, size_t plen, size_t cap, bui
         b->c->slots[k] = (dt_param_slot){full, data, grad, dt_tensor_numel(p->t)};
         b->at += dt_tensor_numel(p->t);
     }
+    for (size_t i = 0; i < m->nbuffers && b->rc == 0; i++) {
+        size_t nl = strlen(m->buffers[i].name);
+        char *full = dt_alloc(plen + nl + 1, DT_MEM_OTHER);
+        if (!full) {
+            b->rc = DT_ENOMEM;
+            return;
+        }
+        memcpy(full, prefix, plen);
+        memcpy(full + plen, m->buffers[i].name, nl + 1);
+        b->c->buffers[b->c->nb++] = (dt_named_buffer){full, m->buffers[i].t};
+    }
     for (size_t i = 0; i < m->nchildren && b->rc == 0; i++) {
         size_t cl = strlen(m->children[i].name);
         if (plen + cl + 2 > cap) {
@@ -201,6 +214,7 @@ static void build_names(dt_module *m, char *prefix, size_t plen, size_t cap, bui
 }
 
 static void count_params(dt_module *m, void *n) { *(size_t *)n += m->nparams; }
+static void count_buffers(dt_module *m, void *n) { *(size_t *)n += m->nbuffers; }
 
 /* Builds m's cache when needed. */
 static int ensure_cache(dt_module *m)
@@ -208,14 +222,16 @@ static int ensure_cache(dt_module *m)
     DT_CHECK(dt__module_ensure_packed(m));
     if (m->cache.valid) return 0;
     dt__module_cache_clear(&m->cache);
-    size_t n = 0;
+    size_t n = 0, nb = 0;
     dt__module_walk(m, count_params, &n);
+    dt__module_walk(m, count_buffers, &nb);
     dt__mod_cache *c = &m->cache;
-    if (n) {
-        c->params = dt_calloc(n, sizeof *c->params, DT_MEM_OTHER);
-        c->slots = dt_calloc(n, sizeof *c->slots, DT_MEM_OTHER);
-        c->names = dt_calloc(n, sizeof *c->names, DT_MEM_OTHER);
-        if (!c->params || !c->slots || !c->names) {
+    if (n || nb) {
+        c->params = dt_calloc(n + 1, sizeof *c->params, DT_MEM_OTHER);
+        c->slots = dt_calloc(n + 1, sizeof *c->slots, DT_MEM_OTHER);
+        c->names = dt_calloc(n + 1, sizeof *c->names, DT_MEM_OTHER);
+        c->buffers = dt_calloc(nb + 1, sizeof *c->buffers, DT_MEM_OTHER);
+        if (!c->params || !c->slots || !c->names || !c->buffers) {
             dt__module_cache_clear(c);
             return DT_ENOMEM;
         }
@@ -241,7 +257,20 @@ const dt_named_param *dt_module_params(dt_module *m, size_t *n)
     }
     if (ensure_cache(m) < 0) return NULL;
     if (n) *n = m->cache.n;
-    return m->cache.params;
+    return m->cache.n ? m->cache.params : NULL;
+}
+
+/* Borrowed from m, as dt_module_params. */
+const dt_named_buffer *dt_module_buffers(dt_module *m, size_t *n)
+{
+    if (n) *n = 0;
+    if (!m) {
+        dt_set_error(DT_EINVAL, "dt_module_buffers: NULL module");
+        return NULL;
+    }
+    if (ensure_cache(m) < 0) return NULL;
+    if (n) *n = m->cache.nb;
+    return m->cache.nb ? m->cache.buffers : NULL;
 }
 
 const dt_param_slot *dt_module_slots(dt_module *m, size_t *n)

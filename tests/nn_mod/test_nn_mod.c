@@ -182,6 +182,18 @@ static void t_custom_forward_backward(void)
     static const char *const names[] = {"scale", "fc.weight", "fc.bias"};
     expect_names(m, names, 3);
     DT_ASSERT(dt_module_buffer(m, "count"));
+    size_t nb;
+    const dt_named_buffer *bl = dt_module_buffers(m, &nb);
+    DT_ASSERT(bl && nb == 1);
+    DT_ASSERT_STREQ(bl[0].name, "count");
+    DT_ASSERT(bl[0].t == dt_module_buffer(m, "count"));
+    dt_module *parts[] = {dt_nn_relu(), scaled(3, 3, &g)};
+    dt_module *seq = dt_nn_sequential(2, parts);
+    bl = dt_module_buffers(seq, &nb);
+    DT_ASSERT(bl && nb == 1);
+    DT_ASSERT_STREQ(bl[0].name, "1.count");
+    DT_ASSERT(dt_module_buffers(dt_module_child(seq, "0"), &nb) == NULL && nb == 0);
+    dt_module_free(seq);
     DT_SCOPE {
         dt_tensor *x = dt_randn(&g, DT_F32, DT_SHAPE(4, 5));
         dt_tensor *y = dt_module_forward(m, x);
