@@ -144,6 +144,8 @@ int main(int argc, char **argv)
     dt_module *model = NULL;
     dt_optim *opt = NULL;
     dt_sampler *smp = NULL;
+    float *xb = NULL;
+    int64_t *yb = NULL;
     int rc = 0;
     DT_CHECK_GOTO(dt_tensor_set_num_threads(a.threads), rc, fail);
     dt_rng g = dt_rng_make((uint64_t)a.seed, dt_rng_stream(DT_RNG_INIT, 0));
@@ -170,8 +172,8 @@ int main(int argc, char **argv)
     if (!(smp = dt_sampler_distributed(tr.n, so))) goto fail;
 
     /* One batch: x (B, 1, 28, 28) and y (B) gathered in the sampler's order. */
-    float *xb = dt_alloc((size_t)a.batch * 784 * sizeof(float), DT_MEM_DATA);
-    int64_t *yb = dt_alloc((size_t)a.batch * sizeof(int64_t), DT_MEM_DATA);
+    xb = dt_alloc((size_t)a.batch * 784 * sizeof(float), DT_MEM_DATA);
+    yb = dt_alloc((size_t)a.batch * sizeof(int64_t), DT_MEM_DATA);
     if (!xb || !yb) goto fail;
     double tot_t = 0, last_loss = 0;
     int64_t tot_s = 0, step = 0;
@@ -212,13 +214,16 @@ int main(int argc, char **argv)
     if (a.save) DT_CHECK_GOTO(dt_module_save(model, a.save), rc, fail);
     printf("RESULT model=%s world=1 bs=%lld steps=%lld samples_per_s=%.0f loss=%.6f test_acc=%.4f\n", a.model,
            (long long)a.batch, (long long)step, tot_t > 0 ? (double)tot_s / tot_t : 0.0, last_loss, acc);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "train_fmnist: %s\n", dt_last_error());
+    rc = 1;
+done:
     dt_free(xb), dt_free(yb);
     dt_free(tr.x), dt_free(tr.y), dt_free(te.x), dt_free(te.y);
     dt_sampler_free(smp);
     dt_optim_free(opt);
     dt_module_free(model);
-    return 0;
-fail:
-    fprintf(stderr, "train_fmnist: %s\n", dt_last_error());
-    return 1;
+    return rc;
 }
