@@ -44,8 +44,9 @@ static void r_equiv(int rank, int n, void *arg)
     float *mine = dt_module_param_buffer(m, &cnt), *theirs = dt_module_param_buffer(ref, NULL);
     DT_ASSERT_MSG(memcmp(mine, theirs, (size_t)cnt * 4) == 0, "rank %d: parameters not rank 0's after the wrap", rank);
     size_t ns, nr;
-    dt_optim *opt = sgd(dt_ddp_slots(d, &ns), ns), *ropt = sgd(dt_module_slots(ref, &nr), nr);
-    DT_ASSERT(opt && ropt && ns == np);
+    const dt_param_slot *ds = dt_ddp_slots(d, &ns), *rs = dt_module_slots(ref, &nr);
+    dt_optim *opt = sgd(ds, ns), *ropt = sgd(rs, nr);
+    DT_ASSERT_MSG(opt && ropt && ns == np, "opt %p ropt %p ns %zu np %zu: %s", (void *)opt, (void *)ropt, ns, np, dt_last_error());
     for (int s = 0; s < STEPS; s++) {
         DT_SCOPE {
             DT_ASSERT_OK(dt_ddp_pre_forward(d));
