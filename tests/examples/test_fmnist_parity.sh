@@ -8,9 +8,10 @@
 #
 # A case passes at S steps when
 #   (1) err(torch, ours) <= 1e-4                                    (parity with torch's f32 run), or,
-#       (needed for the cnn; the mlp passes (1) here) where torch's own f32 result moves more than 1e-4 away from exact
-#       arithmetic (its first conv-weight gradients differ from float64 by ~1e-3 of their scale; Adam
-#       turns that into sign flips and 20 SGD steps amplify it through max-pool switches),
+#       for the cases allowed a fallback (cnn; mlp AdamW, which passes (1) here at 9.7e-5), where
+#       torch's own f32 result moves more than 1e-4 away from exact arithmetic (its first cnn
+#       conv-weight gradients differ from float64 by ~1e-3 of their scale; Adam turns such
+#       differences into sign flips and 20 SGD steps amplify them through max-pool switches),
 #   (2) err(f64, ours) <= max(1e-4, 1.5 * err(f64, torch)), f64 being the same training in float64
 #       from the same init (fmnist_f64.py): ours is about as close to the exact result as torch is
 #       (the 1.5 leaves room for the chaotic amplification, which is equal in size for both).
