@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #if defined(__GLIBC__)
-#include <malloc.h>
 #endif
 
 typedef struct {
@@ -143,15 +142,6 @@ int main(int argc, char **argv)
 {
     args a;
     if (parse(argc, argv, &a)) return 2;
-#if defined(__GLIBC__)
-    /* Every step frees and re-allocates the same large blocks (activations, the conv's
-     * im2col buffers, MBs each). glibc serves such blocks with mmap and hands them back at
-     * free, so each step page-faults them in again: 40% of the cnn's CPU time went to the
-     * kernel. Keep blocks up to 32 MiB (glibc's maximum) on the heap and do not trim it.
-     * (An allocator-level cache would make this unnecessary.) */
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-#endif
     split tr = {0}, te = {0};
     dt_module *model = NULL;
     dt_optim *opt = NULL;
