@@ -1,5 +1,5 @@
-/* Matrix products through OpenBLAS: cblas_sgemm for f32, cblas_dgemm for f64 (bf16 and
- * f16 go through f32). A strided operand whose last two dims have unit stride in one of
+/* Matrix products: dt__sgemm for f32 (k_sgemm.c: our AVX-512 kernel or OpenBLAS),
+ * cblas_dgemm for f64 (bf16 and f16 go through f32). A strided operand whose last two dims have unit stride in one of
  * them is passed as it is, with a transpose flag and its leading dimension, so a
  * transposed view costs no copy. Batched products fold into one GEMM when the right
  * operand has no batch dims and the left one's rows are evenly strided (x @ W over
@@ -36,8 +36,8 @@ static void gemm(dt_dtype dt, const layout *la, const layout *lb, int64_t m, int
 {
     CBLAS_TRANSPOSE ta = la->trans ? CblasTrans : CblasNoTrans, tb = lb->trans ? CblasTrans : CblasNoTrans;
     if (dt == DT_F32)
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, (const float *)a, (int)la->ld,
-                    (const float *)b, (int)lb->ld, (float)beta, (float *)c, (int)ldc);
+        dt__sgemm(la->trans, lb->trans, m, n, k, 1.0f, (const float *)a, la->ld, (const float *)b, lb->ld,
+                  (float)beta, (float *)c, ldc);
     else
         cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, (const double *)a, (int)la->ld,
                     (const double *)b, (int)lb->ld, beta, (double *)c, (int)ldc);

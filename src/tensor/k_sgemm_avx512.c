@@ -1,0 +1,203 @@
+/* The AVX-512 single-precision GEMM behind dt__sgemm (k_sgemm.c picks it or OpenBLAS).
+ * Row-major C (m, n) = alpha op(A) (m, k) op(B) (k, n) + beta C, Goto/BLIS blocking:
+ *
+ *   for each column block jc of NC columns            (B block kc x nc stays in L2)
+ *     for each depth block pc of kc <= KC             (kc balanced: K split evenly)
+ *       pack B[pc.., jc..] into NR-column panels      (kc x NR each, zero padded)
+ *       for each row block ic of MC rows
+ *         pack A[ic.., pc..] into MR-row panels       (kc x mr each, k-major)
+ *         for each MR-row panel ir                    (its A panel stays in L1)
+ *           for each NR-column panel jr: microkernel  (mr x NR tile of C)
+ *
+ * The microkernel keeps an mr x 32 tile of C in 2*mr zmm accumulators (mr <= 12, so
+ * 24 of the 32 registers), loads one 32-wide row of the B panel and broadcasts mr
+ * values of the A panel per k step. Edges: rows by kernels instantiated for every
+ * mr in 1..12, columns by masked C loads and stores over a zero-padded B panel.
+ * Transposed operands are handled in packing (16x16 in-register transposes).
+ * alpha is applied when the tile is written; beta only on the first depth block,
+ * and C is not read when beta == 0. Each C element's k-sum runs in one fixed order
+ * (depth blocks in turn, k ascending inside), whatever the thread count.
+ *
+ * Compiled for any x86-64: only the functions here carry the AVX-512 target
+ * attribute, and k_sgemm.c calls them only after checking the CPU. Not here:
+ * threading (the caller splits C into row or column ranges) and the choice of kernel. */
+#include "tensor/k_sgemm.h"
+
+#if DT__SGEMM_HAVE_AVX512
+
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define TGT_INLINE TGT __attribute__((always_inline)) static inline
+
+enum { MR = DT__SGEMM_MR, NR = DT__SGEMM_NR, KC = DT__SGEMM_KC, MC = DT__SGEMM_MC, NC = DT__SGEMM_NC };
+
+TGT_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u); }
+
+/* r[0..15] <- its transpose, in place. */
+TGT_INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    /* r[4g + q] now holds, in each 128-bit lane L, row 4L.. of column group: combine lanes. */
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* dst[p * ds + r] = src[r * ld + p] for r < rows (<= 16), p < kc, and 0 for rows <= r <
+ * width: a block stored with the packed dimension along rows, turned k-major. */
+TGT static void pack_transposed(const float *src, int64_t ld, int rows, int64_t kc, float *dst, int64_t ds, int width)
+{
+    __mmask16 wm = lanes(width);
+    for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+        __mmask16 rm = lanes(kc - p0);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(rm, src + i * ld + p0) : _mm512_setzero_ps();
+        transpose16(r);
+        int64_t np = kc - p0 < 16 ? kc - p0 : 16;
+        for (int q = 0; q < np; q++) _mm512_mask_storeu_ps(dst + (p0 + q) * ds, wm, r[q]);
+    }
+}
+
+/* dst[p * ds + r] = src[p * ld + r] for r < rows (<= 16), p < kc, and 0 for rows <= r < width. */
+TGT static void pack_direct(const float *src, int64_t ld, int rows, int64_t kc, float *dst, int64_t ds, int width)
+{
+    __mmask16 rm = lanes(rows), wm = lanes(width);
+    for (int64_t p = 0; p < kc; p++) _mm512_mask_storeu_ps(dst + p * ds, wm, _mm512_maskz_loadu_ps(rm, src + p * ld));
+}
+
+/* op(B)[pc.., jc..] (kc x nc) into ceil(nc / NR) panels of kc x NR, zero padded. */
+TGT static void pack_b(bool tb, const float *b, int64_t ldb, int64_t pc, int64_t jc, int64_t kc, int64_t nc, float *dst)
+{
+    for (int64_t j = 0; j < nc; j += NR, dst += kc * NR)
+        for (int h = 0; h < NR; h += 16) {
+            int64_t w = nc - j - h;
+            int rows = w >= 16 ? 16 : (w > 0 ? (int)w : 0);
+            if (!tb) pack_direct(b + pc * ldb + jc + j + h, ldb, rows, kc, dst + h, NR, 16);
+            else pack_transposed(b + (jc + j + h) * ldb + pc, ldb, rows, kc, dst + h, NR, 16);
+        }
+}
+
+/* op(A)[ic.., pc..] (mc x kc) into MR-row panels of kc x mr (the last one shorter). */
+TGT static void pack_a(bool ta, const float *a, int64_t lda, int64_t ic, int64_t pc, int64_t mc, int64_t kc, float *dst)
+{
+    for (int64_t i = 0; i < mc; i += MR) {
+        int mr = mc - i < MR ? (int)(mc - i) : MR;
+        if (!ta) pack_transposed(a + (ic + i) * lda + pc, lda, mr, kc, dst, mr, mr);
+        else pack_direct(a + pc * lda + ic + i, lda, mr, kc, dst, mr, mr);
+        dst += kc * mr;
+    }
+}
+
+/* C tile (R x nr, nr <= 32) = alpha * A panel (kc x R) . B panel (kc x 32) [+ beta C]. */
+TGT_INLINE void kernel(const int R, int64_t kc, const float *restrict ap, const float *restrict bp, float *c,
+                       int64_t ldc, int nr, float alpha, float beta, bool first)
+{
+    __m512 acc[MR][2];
+    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < R; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    for (int64_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
+        for (int i = 0; i < R; i++) {
+            __m512 av = _mm512_set1_ps(ap[i]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+        ap += R;
+        bp += NR;
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+    for (int i = 0; i < R; i++) {
+        float *ci = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (!first) {
+            r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, ci));
+            r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, ci + 16));
+        } else if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+
+#define KERNEL_R(R)                                                                                       \
+    TGT static void kernel_##R(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int nr, \
+                               float alpha, float beta, bool first)                                       \
+    { kernel(R, kc, ap, bp, c, ldc, nr, alpha, beta, first); }
+KERNEL_R(1) KERNEL_R(2) KERNEL_R(3) KERNEL_R(4) KERNEL_R(5) KERNEL_R(6)
+KERNEL_R(7) KERNEL_R(8) KERNEL_R(9) KERNEL_R(10) KERNEL_R(11) KERNEL_R(12)
+#undef KERNEL_R
+
+typedef void (*kernel_fn)(int64_t, const float *, const float *, float *, int64_t, int, float, float, bool);
+static const kernel_fn kernels[MR + 1] = {
+    NULL, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6,
+    kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12,
+};
+
+/* Split len into the fewest blocks of at most cap, equal up to a multiple of unit. */
+static int64_t balanced(int64_t len, int64_t cap, int64_t unit)
+{
+    int64_t nb = (len + cap - 1) / cap;
+    int64_t b = (len + nb - 1) / nb;
+    return (b + unit - 1) / unit * unit;
+}
+
+size_t dt__sgemm_avx512_scratch_floats(void)
+{
+    return (size_t)KC * NC + (size_t)MC * KC;
+}
+
+TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                          int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                          float *scratch)
+{
+    float *bpack = scratch, *apack = scratch + (size_t)KC * NC;
+    int64_t kcb = balanced(k, KC, 8), ncb = balanced(n, NC, NR), mcb = balanced(m, MC, MR);
+    for (int64_t jc = 0; jc < n; jc += ncb) {
+        int64_t nc = n - jc < ncb ? n - jc : ncb;
+        for (int64_t pc = 0; pc < k; pc += kcb) {
+            int64_t kc = k - pc < kcb ? k - pc : kcb;
+            bool first = pc == 0;
+            pack_b(tb, b, ldb, pc, jc, kc, nc, bpack);
+            for (int64_t ic = 0; ic < m; ic += mcb) {
+                int64_t mc = m - ic < mcb ? m - ic : mcb;
+                pack_a(ta, a, lda, ic, pc, mc, kc, apack);
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                    int mr = mc - ir < MR ? (int)(mc - ir) : MR;
+                    const float *ap = apack + ir * kc;
+                    kernel_fn kf = kernels[mr];
+                    for (int64_t jr = 0; jr < nc; jr += NR) {
+                        int nr = nc - jr < NR ? (int)(nc - jr) : NR;
+                        kf(kc, ap, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#endif /* DT__SGEMM_HAVE_AVX512 */
