@@ -109,40 +109,57 @@ TGT static void pack_a(bool ta, const float *a, int64_t lda, int64_t ic, int64_t
     }
 }
 
-/* C tile (R x nr, nr <= 32) = alpha * A panel (kc x R) . B panel (kc x 32) [+ beta C]. */
+/* C tile (R x nr, nr <= 32) = alpha * A panel (kc x R) . B panel (kc x 32) [+ beta C].
+ * R is a constant in each instantiation: the row macros below drop rows >= R, so the
+ * accumulators are named variables that stay in registers. */
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
+#define STEP(i)                                                        \
+    if (R > i) {                                                       \
+        __m512 av = _mm512_set1_ps(ap[i]);                             \
+        c##i##a = _mm512_fmadd_ps(av, b0, c##i##a);                    \
+        c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);                    \
+    }
+#define PREF(i) if (R > i) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+#define SAVE(i) if (R > i) save_row(c + i * ldc, c##i##a, c##i##b, va, vb, m0, m1, mode);
+
+/* mode 0: C = alpha acc (C not read); 1: C = alpha acc + C; 2: C = alpha acc + beta C. */
+TGT_INLINE void save_row(float *ci, __m512 x0, __m512 x1, __m512 va, __m512 vb, __mmask16 m0, __mmask16 m1, int mode)
+{
+    __m512 r0 = _mm512_mul_ps(va, x0), r1 = _mm512_mul_ps(va, x1);
+    if (mode == 1) {
+        r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, ci));
+        r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, ci + 16));
+    } else if (mode == 2) {
+        r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+        r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+    }
+    _mm512_mask_storeu_ps(ci, m0, r0);
+    _mm512_mask_storeu_ps(ci + 16, m1, r1);
+}
+
 TGT_INLINE void kernel(const int R, int64_t kc, const float *restrict ap, const float *restrict bp, float *c,
                        int64_t ldc, int nr, float alpha, float beta, bool first)
 {
-    __m512 acc[MR][2];
-    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int i = 0; i < R; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    ROWS(DECL)
+    ROWS(PREF)
     for (int64_t p = 0; p < kc; p++) {
         __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
-        for (int i = 0; i < R; i++) {
-            __m512 av = _mm512_set1_ps(ap[i]);
-            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-        }
+        ROWS(STEP)
         ap += R;
         bp += NR;
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
-    for (int i = 0; i < R; i++) {
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-        if (!first) {
-            r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, ci));
-            r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, ci + 16));
-        } else if (beta != 0.0f) {
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
-        }
-        _mm512_mask_storeu_ps(ci, m0, r0);
-        _mm512_mask_storeu_ps(ci + 16, m1, r1);
-    }
+    int mode = !first ? 1 : beta == 0.0f ? 0 : 2;
+    ROWS(SAVE)
 }
+#undef ROWS
+#undef DECL
+#undef STEP
+#undef PREF
+#undef SAVE
 
 #define KERNEL_R(R)                                                                                       \
     TGT static void kernel_##R(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int nr, \
