@@ -2,7 +2,7 @@
  * shapes the models run, in the same process, alternating, best of N, at 1 and 2
  * compute threads (dt_tensor_set_num_threads sets OpenBLAS's count too).
  *
- *   build/bin/gemm_bench [reps=7] [threads=1,2]
+ *   build/bin/gemm_bench [reps=15] [threads=1,2]
  *
  * Prints GFLOP/s of both, the ratio ours/blas, and which one dt__sgemm picks.
  * Does not touch OPENBLAS_* variables (OPENBLAS_CORETYPE comes from the environment). */
@@ -81,7 +81,7 @@ static double time_once(gemm_fn f, const shape *s, const float *a, const float *
 
 int main(int argc, char **argv)
 {
-    int reps = argc > 1 ? atoi(argv[1]) : 7;
+    int reps = argc > 1 ? atoi(argv[1]) : 15;
     const char *tl = argc > 2 ? argv[2] : "1,2";
     if (reps < 1) reps = 1;
     printf("# gemm_bench: GFLOP/s, best of %d, ours = dt__sgemm_ours (AVX-512 %s), blas = cblas_sgemm "
@@ -101,7 +101,9 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < na; i++) a[i] = (float)rand() / RAND_MAX - 0.5f;
             for (size_t i = 0; i < nb; i++) b[i] = (float)rand() / RAND_MAX - 0.5f;
             double flop = 2.0 * s->m * s->n * s->k;
-            int iters = (int)(2e8 / (flop * (nt > 1 ? 2 : 1) * 100.0)) + 1;   /* ~10-20 ms per timing */
+            /* ~3 ms per timing: short enough that, on a shared machine, the best of reps
+             * is usually a window in which nobody else had the core. */
+            int iters = (int)(4e8 * nt / flop) + 1;
             if (iters > 20000) iters = 20000;
             time_once(dt__sgemm_ours, s, a, b, c, iters);
             time_once(blas, s, a, b, c, iters);

@@ -71,6 +71,8 @@ TGT static void pack_transposed(const float *src, int64_t ld, int rows, int64_t 
     for (int64_t p0 = 0; p0 < kc; p0 += 16) {
         __mmask16 rm = lanes(kc - p0);
         __m512 r[16];
+        /* Short strided row segments defeat the hardware prefetcher: fetch 4 lines ahead. */
+        for (int i = 0; i < rows; i++) _mm_prefetch((const char *)(src + i * ld + p0 + 64), _MM_HINT_T0);
         for (int i = 0; i < 16; i++)
             r[i] = i < rows ? _mm512_maskz_loadu_ps(rm, src + i * ld + p0) : _mm512_setzero_ps();
         transpose16(r);
