@@ -31,6 +31,9 @@
 #define TGT_INLINE TGT __attribute__((always_inline)) static inline
 
 enum { MR = DT__SGEMM_MR, NR = DT__SGEMM_NR, KC = DT__SGEMM_KC, MC = DT__SGEMM_MC, NC = DT__SGEMM_NC };
+#ifndef DIRECT_NR
+#define DIRECT_NR 64
+#endif
 
 TGT_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u); }
 
@@ -118,7 +121,7 @@ TGT static void pack_a(bool ta, const float *a, int64_t lda, int64_t ic, int64_t
 #define DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
 #define STEP(i)                                                        \
     if (R > i) {                                                       \
-        __m512 av = _mm512_set1_ps(ap[i]);                             \
+        __m512 av = _mm512_set1_ps(direct ? ap[i * lda + p] : ap[i]); \
         c##i##a = _mm512_fmadd_ps(av, b0, c##i##a);                    \
         c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);                    \
     }
@@ -140,8 +143,10 @@ TGT_INLINE void save_row(float *ci, __m512 x0, __m512 x1, __m512 va, __m512 vb, 
     _mm512_mask_storeu_ps(ci + 16, m1, r1);
 }
 
-TGT_INLINE void kernel(const int R, int64_t kc, const float *restrict ap, const float *restrict bp, float *c,
-                       int64_t ldc, int nr, float alpha, float beta, bool first)
+/* direct: A is not packed; ap is row 0 of the tile in row-major A (row stride lda),
+ * read through four base pointers (rows 3q + r at r<3q> + r * lda). */
+TGT_INLINE void kernel(const int R, const bool direct, int64_t kc, const float *restrict ap, int64_t lda,
+                       const float *restrict bp, float *c, int64_t ldc, int nr, float alpha, float beta, bool first)
 {
     ROWS(DECL)
     ROWS(PREF)
@@ -149,7 +154,7 @@ TGT_INLINE void kernel(const int R, int64_t kc, const float *restrict ap, const 
         __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
         ROWS(STEP)
-        ap += R;
+        if (!direct) ap += R;
         bp += NR;
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -164,17 +169,22 @@ TGT_INLINE void kernel(const int R, int64_t kc, const float *restrict ap, const 
 #undef SAVE
 
 #define KERNEL_R(R)                                                                                       \
-    TGT static void kernel_##R(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int nr, \
-                               float alpha, float beta, bool first)                                       \
-    { kernel(R, kc, ap, bp, c, ldc, nr, alpha, beta, first); }
+    TGT static void kernel_##R(int64_t kc, const float *ap, int64_t lda, const float *bp, float *c,        \
+                               int64_t ldc, int nr, float alpha, float beta, bool first)                  \
+    { kernel(R, false, kc, ap, lda, bp, c, ldc, nr, alpha, beta, first); }                                 \
+    TGT static void kernel_direct_##R(int64_t kc, const float *ap, int64_t lda, const float *bp, float *c, \
+                                      int64_t ldc, int nr, float alpha, float beta, bool first)           \
+    { kernel(R, true, kc, ap, lda, bp, c, ldc, nr, alpha, beta, first); }
 KERNEL_R(1) KERNEL_R(2) KERNEL_R(3) KERNEL_R(4) KERNEL_R(5) KERNEL_R(6)
 KERNEL_R(7) KERNEL_R(8) KERNEL_R(9) KERNEL_R(10) KERNEL_R(11) KERNEL_R(12)
 #undef KERNEL_R
 
-typedef void (*kernel_fn)(int64_t, const float *, const float *, float *, int64_t, int, float, float, bool);
-static const kernel_fn kernels[MR + 1] = {
-    NULL, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6,
-    kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12,
+typedef void (*kernel_fn)(int64_t, const float *, int64_t, const float *, float *, int64_t, int, float, float, bool);
+static const kernel_fn kernels[2][MR + 1] = {
+    {NULL, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6,
+     kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12},
+    {NULL, kernel_direct_1, kernel_direct_2, kernel_direct_3, kernel_direct_4, kernel_direct_5, kernel_direct_6,
+     kernel_direct_7, kernel_direct_8, kernel_direct_9, kernel_direct_10, kernel_direct_11, kernel_direct_12},
 };
 
 /* Split len into the fewest blocks of at most cap, equal up to a multiple of unit. */
@@ -196,6 +206,9 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
 {
     float *bpack = scratch, *apack = scratch + (size_t)KC * NC;
     int64_t kcb = balanced(k, KC, 8), ncb = balanced(n, NC, NR), mcb = balanced(m, MC, MR);
+    /* A row-major and C at most DIRECT_NR wide: each A panel would serve one or two
+     * column panels, too few to pay for its transposing pack; read A in place. */
+    bool direct = !ta && n <= DIRECT_NR;
     for (int64_t jc = 0; jc < n; jc += ncb) {
         int64_t nc = n - jc < ncb ? n - jc : ncb;
         for (int64_t pc = 0; pc < k; pc += kcb) {
@@ -204,14 +217,14 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
             pack_b(tb, b, ldb, pc, jc, kc, nc, bpack);
             for (int64_t ic = 0; ic < m; ic += mcb) {
                 int64_t mc = m - ic < mcb ? m - ic : mcb;
-                pack_a(ta, a, lda, ic, pc, mc, kc, apack);
+                if (!direct) pack_a(ta, a, lda, ic, pc, mc, kc, apack);
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-                    const float *ap = apack + ir * kc;
-                    kernel_fn kf = kernels[mr];
+                    const float *ap = direct ? a + (ic + ir) * lda + pc : apack + ir * kc;
+                    kernel_fn kf = kernels[direct][mr];
                     for (int64_t jr = 0; jr < nc; jr += NR) {
                         int nr = nc - jr < NR ? (int)(nc - jr) : NR;
-                        kf(kc, ap, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
+                        kf(kc, ap, lda, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
                     }
                 }
             }
