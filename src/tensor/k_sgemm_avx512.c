@@ -31,9 +31,7 @@
 #define TGT_INLINE TGT __attribute__((always_inline)) static inline
 
 enum { MR = DT__SGEMM_MR, NR = DT__SGEMM_NR, KC = DT__SGEMM_KC, MC = DT__SGEMM_MC, NC = DT__SGEMM_NC };
-#ifndef DIRECT_NR
-#define DIRECT_NR 64
-#endif
+
 
 TGT_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u); }
 
@@ -103,13 +101,13 @@ TGT static void pack_b(bool tb, const float *b, int64_t ldb, int64_t pc, int64_t
         }
 }
 
-/* op(A)[ic.., pc..] (mc x kc) into MR-row panels of kc x mr (the last one shorter). */
-TGT static void pack_a(bool ta, const float *a, int64_t lda, int64_t ic, int64_t pc, int64_t mc, int64_t kc, float *dst)
+/* A (k, m) read transposed, [pc.., ic..] into MR-row panels of kc x mr (the last one
+ * shorter): rows of A are already k-major, so this is a copy of mr-float runs. */
+TGT static void pack_a_t(const float *a, int64_t lda, int64_t ic, int64_t pc, int64_t mc, int64_t kc, float *dst)
 {
     for (int64_t i = 0; i < mc; i += MR) {
         int mr = mc - i < MR ? (int)(mc - i) : MR;
-        if (!ta) pack_transposed(a + (ic + i) * lda + pc, lda, mr, kc, dst, mr, mr);
-        else pack_direct(a + pc * lda + ic + i, lda, mr, kc, dst, mr, mr);
+        pack_direct(a + pc * lda + ic + i, lda, mr, kc, dst, mr, mr);
         dst += kc * mr;
     }
 }
@@ -121,37 +119,38 @@ TGT static void pack_a(bool ta, const float *a, int64_t lda, int64_t ic, int64_t
 #define DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
 #define STEP(i)                                                        \
     if (R > i) {                                                       \
-        __m512 av = _mm512_set1_ps(direct ? ap[i * lda + p] : ap[i]); \
+        __m512 av = _mm512_set1_ps(direct ? ap[i * lda + p] : ap[i]);  \
         c##i##a = _mm512_fmadd_ps(av, b0, c##i##a);                    \
-        c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);                    \
+        if (W > 1) c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);         \
     }
 #define PREF(i) if (R > i) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-#define SAVE(i) if (R > i) save_row(c + i * ldc, c##i##a, c##i##b, va, vb, m0, m1, mode);
+#define SAVE(i) if (R > i) save_row(W, c + i * ldc, c##i##a, c##i##b, va, vb, m0, m1, mode);
 
 /* mode 0: C = alpha acc (C not read); 1: C = alpha acc + C; 2: C = alpha acc + beta C. */
-TGT_INLINE void save_row(float *ci, __m512 x0, __m512 x1, __m512 va, __m512 vb, __mmask16 m0, __mmask16 m1, int mode)
+TGT_INLINE void save_half(float *ci, __m512 x, __m512 va, __m512 vb, __mmask16 m, int mode)
 {
-    __m512 r0 = _mm512_mul_ps(va, x0), r1 = _mm512_mul_ps(va, x1);
-    if (mode == 1) {
-        r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, ci));
-        r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, ci + 16));
-    } else if (mode == 2) {
-        r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-        r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
-    }
-    _mm512_mask_storeu_ps(ci, m0, r0);
-    _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    __m512 r = _mm512_mul_ps(va, x);
+    if (mode == 1) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, ci));
+    else if (mode == 2) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, ci), r);
+    _mm512_mask_storeu_ps(ci, m, r);
 }
 
-/* direct: A is not packed; ap is row 0 of the tile in row-major A (row stride lda),
- * read through four base pointers (rows 3q + r at r<3q> + r * lda). */
-TGT_INLINE void kernel(const int R, const bool direct, int64_t kc, const float *restrict ap, int64_t lda,
+TGT_INLINE void save_row(const int W, float *ci, __m512 x0, __m512 x1, __m512 va, __m512 vb, __mmask16 m0,
+                         __mmask16 m1, int mode)
+{
+    save_half(ci, x0, va, vb, m0, mode);
+    if (W > 1) save_half(ci + 16, x1, va, vb, m1, mode);
+}
+
+/* direct: A is not packed; ap is row 0 of the tile in row-major A (row stride lda).
+ * W: zmm columns of the tile (1 when nr <= 16: the second half would be all padding). */
+TGT_INLINE void kernel(const int R, const int W, const bool direct, int64_t kc, const float *restrict ap, int64_t lda,
                        const float *restrict bp, float *c, int64_t ldc, int nr, float alpha, float beta, bool first)
 {
     ROWS(DECL)
     ROWS(PREF)
     for (int64_t p = 0; p < kc; p++) {
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        __m512 b0 = _mm512_load_ps(bp), b1 = W > 1 ? _mm512_load_ps(bp + 16) : b0;
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
         ROWS(STEP)
         if (!direct) ap += R;
@@ -168,24 +167,28 @@ TGT_INLINE void kernel(const int R, const bool direct, int64_t kc, const float *
 #undef PREF
 #undef SAVE
 
-#define KERNEL_R(R)                                                                                       \
-    TGT static void kernel_##R(int64_t kc, const float *ap, int64_t lda, const float *bp, float *c,        \
-                               int64_t ldc, int nr, float alpha, float beta, bool first)                  \
-    { kernel(R, false, kc, ap, lda, bp, c, ldc, nr, alpha, beta, first); }                                 \
-    TGT static void kernel_direct_##R(int64_t kc, const float *ap, int64_t lda, const float *bp, float *c, \
-                                      int64_t ldc, int nr, float alpha, float beta, bool first)           \
-    { kernel(R, true, kc, ap, lda, bp, c, ldc, nr, alpha, beta, first); }
+#define KERNEL_RW(R, W, D, NAME)                                                                        \
+    TGT static void NAME(int64_t kc, const float *ap, int64_t lda, const float *bp, float *c, int64_t ldc, \
+                         int nr, float alpha, float beta, bool first)                                     \
+    { kernel(R, W, D, kc, ap, lda, bp, c, ldc, nr, alpha, beta, first); }
+#define KERNEL_R(R)                                 \
+    KERNEL_RW(R, 2, false, kernel_p2_##R)           \
+    KERNEL_RW(R, 1, false, kernel_p1_##R)           \
+    KERNEL_RW(R, 2, true, kernel_d2_##R)            \
+    KERNEL_RW(R, 1, true, kernel_d1_##R)
 KERNEL_R(1) KERNEL_R(2) KERNEL_R(3) KERNEL_R(4) KERNEL_R(5) KERNEL_R(6)
 KERNEL_R(7) KERNEL_R(8) KERNEL_R(9) KERNEL_R(10) KERNEL_R(11) KERNEL_R(12)
 #undef KERNEL_R
+#undef KERNEL_RW
 
 typedef void (*kernel_fn)(int64_t, const float *, int64_t, const float *, float *, int64_t, int, float, float, bool);
-static const kernel_fn kernels[2][MR + 1] = {
-    {NULL, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6,
-     kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12},
-    {NULL, kernel_direct_1, kernel_direct_2, kernel_direct_3, kernel_direct_4, kernel_direct_5, kernel_direct_6,
-     kernel_direct_7, kernel_direct_8, kernel_direct_9, kernel_direct_10, kernel_direct_11, kernel_direct_12},
+#define ALL_R(P) {NULL, P##1, P##2, P##3, P##4, P##5, P##6, P##7, P##8, P##9, P##10, P##11, P##12}
+/* kernels[direct][W - 1][R] */
+static const kernel_fn kernels[2][2][MR + 1] = {
+    {ALL_R(kernel_p1_), ALL_R(kernel_p2_)},
+    {ALL_R(kernel_d1_), ALL_R(kernel_d2_)},
 };
+#undef ALL_R
 
 /* Split len into the fewest blocks of at most cap, equal up to a multiple of unit. */
 static int64_t balanced(int64_t len, int64_t cap, int64_t unit)
@@ -206,9 +209,9 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
 {
     float *bpack = scratch, *apack = scratch + (size_t)KC * NC;
     int64_t kcb = balanced(k, KC, 8), ncb = balanced(n, NC, NR), mcb = balanced(m, MC, MR);
-    /* A row-major and C at most DIRECT_NR wide: each A panel would serve one or two
-     * column panels, too few to pay for its transposing pack; read A in place. */
-    bool direct = !ta && n <= DIRECT_NR;
+    /* Row-major A is read in place: its rows stream well, and transposing it into
+     * panels measured slower at every size tried (32 to 1024 columns). */
+    bool direct = !ta;
     for (int64_t jc = 0; jc < n; jc += ncb) {
         int64_t nc = n - jc < ncb ? n - jc : ncb;
         for (int64_t pc = 0; pc < k; pc += kcb) {
@@ -217,14 +220,13 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
             pack_b(tb, b, ldb, pc, jc, kc, nc, bpack);
             for (int64_t ic = 0; ic < m; ic += mcb) {
                 int64_t mc = m - ic < mcb ? m - ic : mcb;
-                if (!direct) pack_a(ta, a, lda, ic, pc, mc, kc, apack);
+                if (!direct) pack_a_t(a, lda, ic, pc, mc, kc, apack);
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     int mr = mc - ir < MR ? (int)(mc - ir) : MR;
                     const float *ap = direct ? a + (ic + ir) * lda + pc : apack + ir * kc;
-                    kernel_fn kf = kernels[direct][mr];
                     for (int64_t jr = 0; jr < nc; jr += NR) {
                         int nr = nc - jr < NR ? (int)(nc - jr) : NR;
-                        kf(kc, ap, lda, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
+                        kernels[direct][nr > 16][mr](kc, ap, lda, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
                     }
                 }
             }
