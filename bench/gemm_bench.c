@@ -2,8 +2,9 @@
  * shapes the models run, in the same process, alternating, best of N, at 1 and 2
  * compute threads (dt_tensor_set_num_threads sets OpenBLAS's count too).
  *
- *   build/bin/gemm_bench [reps=15] [threads=1,2]
+ *   build/bin/gemm_bench [reps=15] [threads=1,2] [MxNxK:OP ...]   (OP: NN NT TN TT)
  *
+ * With shapes on the command line, those instead of the model shapes.
  * Prints GFLOP/s of both, the ratio ours/blas, and which one dt__sgemm picks.
  * Does not touch OPENBLAS_* variables (OPENBLAS_CORETYPE comes from the environment). */
 #include <dtrain/dtrain.h>
@@ -17,7 +18,7 @@
 
 typedef struct { const char *what; int m, n, k; bool ta, tb; } shape;
 
-static const shape shapes[] = {
+static shape shapes[64] = {
     {"mlp fc1 x@W^T", 64, 256, 784, false, true},
     {"mlp fc2 x@W^T", 64, 256, 256, false, true},
     {"mlp fc3 x@W^T", 64, 10, 256, false, true},
@@ -84,6 +85,23 @@ int main(int argc, char **argv)
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     const char *tl = argc > 2 ? argv[2] : "1,2";
     if (reps < 1) reps = 1;
+    size_t nshapes = 0;
+    while (nshapes < 64 && shapes[nshapes].what) nshapes++;
+    if (argc > 3) {
+        nshapes = 0;
+        for (int i = 3; i < argc && nshapes < 64; i++) {
+            shape *s = &shapes[nshapes];
+            char ta = 'N', tb = 'N';
+            if (sscanf(argv[i], "%dx%dx%d:%c%c", &s->m, &s->n, &s->k, &ta, &tb) < 3 || s->m < 1 || s->n < 1 || s->k < 1) {
+                fprintf(stderr, "gemm_bench: bad shape %s (MxNxK:OP)\n", argv[i]);
+                return 2;
+            }
+            s->what = argv[i];
+            s->ta = ta == 'T';
+            s->tb = tb == 'T';
+            nshapes++;
+        }
+    }
     printf("# gemm_bench: GFLOP/s, best of %d, ours = dt__sgemm_ours (AVX-512 %s), blas = cblas_sgemm "
            "(OPENBLAS_CORETYPE=%s)\n", reps, dt__sgemm_ours_available() ? "yes" : "NO: runs blas",
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
@@ -94,7 +112,7 @@ int main(int argc, char **argv)
     for (char *tok = strtok(tbuf, ","); tok; tok = strtok(NULL, ",")) {
         int nt = atoi(tok);
         if (nt < 1 || dt_tensor_set_num_threads(nt) < 0) continue;
-        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        for (size_t si = 0; si < nshapes; si++) {
             const shape *s = &shapes[si];
             size_t na = (size_t)s->m * s->k, nb = (size_t)s->k * s->n, nc = (size_t)s->m * s->n;
             float *a = malloc(na * 4), *b = malloc(nb * 4), *c = malloc(nc * 4);
