@@ -17,7 +17,9 @@
  * B block KC x NC (512 KiB) and A block MC x KC (120 KiB) share the 1 MiB L2. */
 #define DT__SGEMM_MR 12
 #define DT__SGEMM_NR 32
+#ifndef DT__SGEMM_KC
 #define DT__SGEMM_KC 256
+#endif
 #define DT__SGEMM_MC 120
 #define DT__SGEMM_NC 512
 

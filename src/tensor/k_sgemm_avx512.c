@@ -29,6 +29,8 @@
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define TGT_INLINE TGT __attribute__((always_inline)) static inline
+/* -O2 leaves these short fixed loops rolled, which puts the zmm arrays on the stack. */
+#define UNROLL _Pragma("GCC unroll 16")
 
 enum { MR = DT__SGEMM_MR, NR = DT__SGEMM_NR, KC = DT__SGEMM_KC, MC = DT__SGEMM_MC, NC = DT__SGEMM_NC };
 
@@ -39,24 +41,24 @@ TGT_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__
 TGT_INLINE void transpose16(__m512 r[16])
 {
     __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
+    UNROLL for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
-    for (int i = 0; i < 16; i += 4) {
+    UNROLL for (int i = 0; i < 16; i += 4) {
         r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
         r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
         r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
         r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
     }
     /* r[4g + q] now holds, in each 128-bit lane L, row 4L.. of column group: combine lanes. */
-    for (int i = 0; i < 4; i++) {
+    UNROLL for (int i = 0; i < 4; i++) {
         t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
         t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
         t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
         t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
     }
-    for (int i = 0; i < 4; i++) {
+    UNROLL for (int i = 0; i < 4; i++) {
         r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
         r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
         r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
@@ -73,12 +75,15 @@ TGT static void pack_transposed(const float *src, int64_t ld, int rows, int64_t 
         __mmask16 rm = lanes(kc - p0);
         __m512 r[16];
         /* Short strided row segments defeat the hardware prefetcher: fetch 4 lines ahead. */
-        for (int i = 0; i < rows; i++) _mm_prefetch((const char *)(src + i * ld + p0 + 64), _MM_HINT_T0);
-        for (int i = 0; i < 16; i++)
+        UNROLL for (int i = 0; i < 16; i++) if (i < rows) _mm_prefetch((const char *)(src + i * ld + p0 + 64), _MM_HINT_T0);
+        UNROLL for (int i = 0; i < 16; i++)
             r[i] = i < rows ? _mm512_maskz_loadu_ps(rm, src + i * ld + p0) : _mm512_setzero_ps();
         transpose16(r);
-        int64_t np = kc - p0 < 16 ? kc - p0 : 16;
-        for (int q = 0; q < np; q++) _mm512_mask_storeu_ps(dst + (p0 + q) * ds, wm, r[q]);
+        if (kc - p0 >= 16) {
+            UNROLL for (int q = 0; q < 16; q++) _mm512_mask_storeu_ps(dst + (p0 + q) * ds, wm, r[q]);
+        } else {
+            UNROLL for (int q = 0; q < 16; q++) if (q < kc - p0) _mm512_mask_storeu_ps(dst + (p0 + q) * ds, wm, r[q]);
+        }
     }
 }
 
