@@ -14,7 +14,8 @@
 
 /* Microkernel tile MR x NR (rows of C x columns, NR = two zmm); depth block KC (a B
  * panel KC x NR is 32 KiB, an A panel KC x MR 12 KiB: both fit L1 with room);
- * B block KC x NC (512 KiB) and A block MC x KC (120 KiB) share the 1 MiB L2. */
+ * B block KC x NC (512 KiB) and, when A is packed, an A block MC x KC (120 KiB) share
+ * the 1 MiB L2. */
 #define DT__SGEMM_MR 12
 #define DT__SGEMM_NR 32
 #ifndef DT__SGEMM_KC

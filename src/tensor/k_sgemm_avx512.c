@@ -5,18 +5,23 @@
  *     for each depth block pc of kc <= KC             (kc balanced: K split evenly)
  *       pack B[pc.., jc..] into NR-column panels      (kc x NR each, zero padded)
  *       for each row block ic of MC rows
- *         pack A[ic.., pc..] into MR-row panels       (kc x mr each, k-major)
- *         for each MR-row panel ir                    (its A panel stays in L1)
+ *         [pack A[ic.., pc..] into MR-row panels]     (only in one case, below)
+ *         for each MR-row tile ir                     (its A rows stay in L1)
  *           for each NR-column panel jr: microkernel  (mr x NR tile of C)
  *
  * The microkernel keeps an mr x 32 tile of C in 2*mr zmm accumulators (mr <= 12, so
  * 24 of the 32 registers), loads one 32-wide row of the B panel and broadcasts mr
- * values of the A panel per k step. Edges: rows by kernels instantiated for every
- * mr in 1..12, columns by masked C loads and stores over a zero-padded B panel.
- * Transposed operands are handled in packing (16x16 in-register transposes).
- * alpha is applied when the tile is written; beta only on the first depth block,
- * and C is not read when beta == 0. Each C element's k-sum runs in one fixed order
- * (depth blocks in turn, k ascending inside), whatever the thread count.
+ * values of A per k step. It reads A where it lies (row-major, or stored transposed):
+ * measured faster than packing A on every model shape, because the broadcasts need no
+ * particular layout and the tile's A rows stay in L1 across the column panels. A is
+ * packed (k-major, kc x mr) only when stored transposed with a 4 KiB row stride and C
+ * is wide, where those rows would collide in L1 sets. B is always packed; a transposed
+ * B (x @ W^T) through 16x16 in-register transposes. Edges: rows by kernels
+ * instantiated for every mr in 1..12, columns by masked C loads and stores over a
+ * zero-padded B panel (16-wide kernels for a last panel of <= 16 columns). alpha is
+ * applied when the tile is written; beta only on the first depth block, and C is not
+ * read when beta == 0. Each C element's k-sum runs in one fixed order (depth blocks in
+ * turn, k ascending inside), whatever the thread count.
  *
  * Compiled for any x86-64: only the functions here carry the AVX-512 target
  * attribute, and k_sgemm.c calls them only after checking the CPU. Not here:
@@ -124,7 +129,7 @@ TGT static void pack_a_t(const float *a, int64_t lda, int64_t ic, int64_t pc, in
 #define DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
 #define STEP(i)                                                        \
     if (R > i) {                                                       \
-        __m512 av = _mm512_set1_ps(direct ? ap[i * lda + p] : ap[i]);  \
+        __m512 av = _mm512_set1_ps(amode == 1 ? ap[i * lda + p] : amode == 2 ? ap[p * lda + i] : ap[i]); \
         c##i##a = _mm512_fmadd_ps(av, b0, c##i##a);                    \
         if (W > 1) c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);         \
     }
@@ -147,9 +152,10 @@ TGT_INLINE void save_row(const int W, float *ci, __m512 x0, __m512 x1, __m512 va
     if (W > 1) save_half(ci + 16, x1, va, vb, m1, mode);
 }
 
-/* direct: A is not packed; ap is row 0 of the tile in row-major A (row stride lda).
+/* amode 0: ap is a packed A panel; 1: A is not packed, ap is row 0 of the tile in
+ * row-major A (row stride lda); 2: ap is column 0 of the tile in A stored transposed.
  * W: zmm columns of the tile (1 when nr <= 16: the second half would be all padding). */
-TGT_INLINE void kernel(const int R, const int W, const bool direct, int64_t kc, const float *restrict ap, int64_t lda,
+TGT_INLINE void kernel(const int R, const int W, const int amode, int64_t kc, const float *restrict ap, int64_t lda,
                        const float *restrict bp, float *c, int64_t ldc, int nr, float alpha, float beta, bool first)
 {
     ROWS(DECL)
@@ -158,7 +164,7 @@ TGT_INLINE void kernel(const int R, const int W, const bool direct, int64_t kc, 
         __m512 b0 = _mm512_load_ps(bp), b1 = W > 1 ? _mm512_load_ps(bp + 16) : b0;
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
         ROWS(STEP)
-        if (!direct) ap += R;
+        if (amode == 0) ap += R;
         bp += NR;
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -177,10 +183,12 @@ TGT_INLINE void kernel(const int R, const int W, const bool direct, int64_t kc, 
                          int nr, float alpha, float beta, bool first)                                     \
     { kernel(R, W, D, kc, ap, lda, bp, c, ldc, nr, alpha, beta, first); }
 #define KERNEL_R(R)                                 \
-    KERNEL_RW(R, 2, false, kernel_p2_##R)           \
-    KERNEL_RW(R, 1, false, kernel_p1_##R)           \
-    KERNEL_RW(R, 2, true, kernel_d2_##R)            \
-    KERNEL_RW(R, 1, true, kernel_d1_##R)
+    KERNEL_RW(R, 2, 0, kernel_p2_##R)               \
+    KERNEL_RW(R, 1, 0, kernel_p1_##R)               \
+    KERNEL_RW(R, 2, 1, kernel_d2_##R)               \
+    KERNEL_RW(R, 1, 1, kernel_d1_##R)               \
+    KERNEL_RW(R, 2, 2, kernel_t2_##R)               \
+    KERNEL_RW(R, 1, 2, kernel_t1_##R)
 KERNEL_R(1) KERNEL_R(2) KERNEL_R(3) KERNEL_R(4) KERNEL_R(5) KERNEL_R(6)
 KERNEL_R(7) KERNEL_R(8) KERNEL_R(9) KERNEL_R(10) KERNEL_R(11) KERNEL_R(12)
 #undef KERNEL_R
@@ -188,10 +196,11 @@ KERNEL_R(7) KERNEL_R(8) KERNEL_R(9) KERNEL_R(10) KERNEL_R(11) KERNEL_R(12)
 
 typedef void (*kernel_fn)(int64_t, const float *, int64_t, const float *, float *, int64_t, int, float, float, bool);
 #define ALL_R(P) {NULL, P##1, P##2, P##3, P##4, P##5, P##6, P##7, P##8, P##9, P##10, P##11, P##12}
-/* kernels[direct][W - 1][R] */
-static const kernel_fn kernels[2][2][MR + 1] = {
+/* kernels[amode][W - 1][R] */
+static const kernel_fn kernels[3][2][MR + 1] = {
     {ALL_R(kernel_p1_), ALL_R(kernel_p2_)},
     {ALL_R(kernel_d1_), ALL_R(kernel_d2_)},
+    {ALL_R(kernel_t1_), ALL_R(kernel_t2_)},
 };
 #undef ALL_R
 
@@ -214,9 +223,12 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
 {
     float *bpack = scratch, *apack = scratch + (size_t)KC * NC;
     int64_t kcb = balanced(k, KC, 8), ncb = balanced(n, NC, NR), mcb = balanced(m, MC, MR);
-    /* Row-major A is read in place: its rows stream well, and transposing it into
-     * panels measured slower at every size tried (32 to 1024 columns). */
-    bool direct = !ta;
+    /* A is read in place (amode 1 or 2): that measured faster than packing it at every
+     * model shape (row-major A would need a transposing pack). Packed only when A is
+     * stored transposed with a row stride of a multiple of 4 KiB and C is wider than
+     * two column panels: then the tile's k-rows of A share L1 sets and get evicted
+     * before the next column panel reuses them (1024x512x1024: 3% faster packed). */
+    int amode = !ta ? 1 : (lda % 1024 == 0 && n > 2 * NR) ? 0 : 2;
     for (int64_t jc = 0; jc < n; jc += ncb) {
         int64_t nc = n - jc < ncb ? n - jc : ncb;
         for (int64_t pc = 0; pc < k; pc += kcb) {
@@ -225,13 +237,13 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
             pack_b(tb, b, ldb, pc, jc, kc, nc, bpack);
             for (int64_t ic = 0; ic < m; ic += mcb) {
                 int64_t mc = m - ic < mcb ? m - ic : mcb;
-                if (!direct) pack_a_t(a, lda, ic, pc, mc, kc, apack);
+                if (amode == 0) pack_a_t(a, lda, ic, pc, mc, kc, apack);
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-                    const float *ap = direct ? a + (ic + ir) * lda + pc : apack + ir * kc;
+                    const float *ap = amode == 1 ? a + (ic + ir) * lda + pc : amode == 2 ? a + pc * lda + ic + ir : apack + ir * kc;
                     for (int64_t jr = 0; jr < nc; jr += NR) {
                         int nr = nc - jr < NR ? (int)(nc - jr) : NR;
-                        kernels[direct][nr > 16][mr](kc, ap, lda, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
+                        kernels[amode][nr > 16][mr](kc, ap, lda, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
                     }
                 }
             }

@@ -105,6 +105,11 @@ static void edge_cases(gemm_fn f)
         check(f, ta, tb, 1, 700, 300, 1.0f, 0.0f, 1);
         check(f, ta, tb, 700, 1, 300, 1.0f, 0.5f, 1);
         check(f, ta, tb, 5, 3, 1000, -1.0f, 0.0f, 0);
+        /* Transposed A with a 4 KiB row stride and more than 64 columns: the packed-A path. */
+        if (ta) {
+            check(f, ta, tb, 1024, 70, 20, 1.0f, 0.0f, 0);
+            check(f, ta, tb, 1000, 100, 30, 0.5f, 1.0f, 24);
+        }
     }
 }
 
