@@ -156,13 +156,21 @@ TGT_INLINE void save_row(const int W, float *ci, __m512 x0, __m512 x1, __m512 va
  * row-major A (row stride lda); 2: ap is column 0 of the tile in A stored transposed.
  * W: zmm columns of the tile (1 when nr <= 16: the second half would be all padding). */
 TGT_INLINE void kernel(const int R, const int W, const int amode, int64_t kc, const float *restrict ap, int64_t lda,
+                       const float *pf,
                        const float *restrict bp, float *c, int64_t ldc, int nr, float alpha, float beta, bool first)
 {
     ROWS(DECL)
     ROWS(PREF)
+    int pf_row = 0;
+    int64_t pf_col = 0;
     for (int64_t p = 0; p < kc; p++) {
         __m512 b0 = _mm512_load_ps(bp), b1 = W > 1 ? _mm512_load_ps(bp + 16) : b0;
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
+        if (amode == 1 && pf && pf_col < kc) {
+            /* One line of the next tile's A rows per k step: 12 rows x kc/16 lines. */
+            _mm_prefetch((const char *)(pf + pf_row * lda + pf_col), _MM_HINT_T0);
+            if (++pf_row == MR) { pf_row = 0; pf_col += 16; }
+        }
         ROWS(STEP)
         if (amode == 0) ap += R;
         bp += NR;
@@ -179,9 +187,9 @@ TGT_INLINE void kernel(const int R, const int W, const int amode, int64_t kc, co
 #undef SAVE
 
 #define KERNEL_RW(R, W, D, NAME)                                                                        \
-    TGT static void NAME(int64_t kc, const float *ap, int64_t lda, const float *bp, float *c, int64_t ldc, \
-                         int nr, float alpha, float beta, bool first)                                     \
-    { kernel(R, W, D, kc, ap, lda, bp, c, ldc, nr, alpha, beta, first); }
+    TGT static void NAME(int64_t kc, const float *ap, int64_t lda, const float *pf, const float *bp,       \
+                         float *c, int64_t ldc, int nr, float alpha, float beta, bool first)              \
+    { kernel(R, W, D, kc, ap, lda, pf, bp, c, ldc, nr, alpha, beta, first); }
 #define KERNEL_R(R)                                 \
     KERNEL_RW(R, 2, 0, kernel_p2_##R)               \
     KERNEL_RW(R, 1, 0, kernel_p1_##R)               \
@@ -194,7 +202,8 @@ KERNEL_R(7) KERNEL_R(8) KERNEL_R(9) KERNEL_R(10) KERNEL_R(11) KERNEL_R(12)
 #undef KERNEL_R
 #undef KERNEL_RW
 
-typedef void (*kernel_fn)(int64_t, const float *, int64_t, const float *, float *, int64_t, int, float, float, bool);
+typedef void (*kernel_fn)(int64_t, const float *, int64_t, const float *, const float *, float *, int64_t, int, float,
+                          float, bool);
 #define ALL_R(P) {NULL, P##1, P##2, P##3, P##4, P##5, P##6, P##7, P##8, P##9, P##10, P##11, P##12}
 /* kernels[amode][W - 1][R] */
 static const kernel_fn kernels[3][2][MR + 1] = {
@@ -241,9 +250,12 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     int mr = mc - ir < MR ? (int)(mc - ir) : MR;
                     const float *ap = amode == 1 ? a + (ic + ir) * lda + pc : amode == 2 ? a + pc * lda + ic + ir : apack + ir * kc;
+                    /* Row-major A: the first column panel prefetches the next full tile's rows. */
+                    const float *next = amode == 1 && ic + ir + 2 * MR <= m ? ap + MR * lda : NULL;
                     for (int64_t jr = 0; jr < nc; jr += NR) {
                         int nr = nc - jr < NR ? (int)(nc - jr) : NR;
-                        kernels[amode][nr > 16][mr](kc, ap, lda, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
+                        kernels[amode][nr > 16][mr](kc, ap, lda, jr == 0 ? next : NULL, bpack + jr * kc,
+                                                    c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
                     }
                 }
             }
