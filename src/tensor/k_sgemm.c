@@ -35,15 +35,18 @@ static float *scratch(void)
     return p;
 }
 
+/* Checked once; threads racing on the first call all store the same answer. */
 static bool cpu_ok(void)
 {
-    static int ok = -1;   /* racy first call is harmless: every thread computes the same */
-    if (ok < 0) {
+    static atomic_int ok = -1;
+    int v = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (v < 0) {
         __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+        atomic_store_explicit(&ok, v, memory_order_relaxed);
     }
-    return ok;
+    return v;
 }
 
 #else
