@@ -6,7 +6,8 @@
 
 #include "tensor/tensor_internal.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* DT_NO_AVX512 (a -D flag) builds without our kernel: dt__sgemm is then OpenBLAS. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(DT_NO_AVX512)
 #define DT__SGEMM_HAVE_AVX512 1
 #else
 #define DT__SGEMM_HAVE_AVX512 0

@@ -2,8 +2,8 @@
  * here that accumulates in double: random shapes from 1x1x1 up past every block size,
  * odd sizes, k = 0 (C = beta C), every transpose combination, leading dimensions above
  * the minimum, several alpha and beta, NaN in C with beta = 0 (must not leak), and the
- * model shapes. Results at 1 and 2 threads each match the reference, and a given
- * thread count gives the same bits run to run. Where the CPU lacks AVX-512 the
+ * model shapes. Results at 1 and 2 threads each match the reference, and give the
+ * same bits run to run and at either thread count. Where the CPU lacks AVX-512 the
  * kernel part prints a skip line (dt__sgemm itself is still checked, via OpenBLAS). */
 #include "dt_test.h"
 #include "tensor/tensor_internal.h"
@@ -161,17 +161,23 @@ static void t_ours_threads(void)
     for (int t = 0; t < 3; t++) {
         int64_t m = s[t][0], n = s[t][1], k = s[t][2];
         float *a = malloc((size_t)(m * k) * 4), *b = malloc((size_t)(k * n) * 4);
-        float *c1 = malloc((size_t)(m * n) * 4), *c2 = malloc((size_t)(m * n) * 4);
+        float *c1 = malloc((size_t)(m * n) * 4), *c2 = malloc((size_t)(m * n) * 4), *c0 = malloc((size_t)(m * n) * 4);
         for (int64_t i = 0; i < m * k; i++) a[i] = uniform();
         for (int64_t i = 0; i < k * n; i++) b[i] = uniform();
+        DT_ASSERT_OK(dt_tensor_set_num_threads(1));
+        dt__sgemm_ours(false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c0, n);
+        DT_ASSERT_OK(dt_tensor_set_num_threads(2));
         dt__sgemm_ours(false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c1, n);
-        bool same = true;
+        /* The split never changes an element's k order, so 1 and 2 threads agree too. */
+        bool same_1_2 = memcmp(c0, c1, (size_t)(m * n) * 4) == 0, same = true;
         for (int r = 0; r < 5 && same; r++) {
             dt__sgemm_ours(false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c2, n);
             same = memcmp(c1, c2, (size_t)(m * n) * 4) == 0;
         }
         free(a); free(b); free(c1); free(c2);
+        free(c0);
         DT_ASSERT_MSG(same, "2 threads, %lldx%lldx%lld: results differ between runs", (long long)m, (long long)n, (long long)k);
+        DT_ASSERT_MSG(same_1_2, "%lldx%lldx%lld: 1 and 2 threads differ", (long long)m, (long long)n, (long long)k);
     }
     DT_ASSERT_OK(dt_tensor_set_num_threads(old));
 }
