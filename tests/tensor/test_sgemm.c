@@ -77,7 +77,7 @@ static void check(gemm_fn f, bool ta, bool tb, int64_t m, int64_t n, int64_t k, 
 static bool have_kernel(void)
 {
     if (dt__sgemm_ours_available()) return true;
-    fprintf(stderr, "skip %s: the CPU has no AVX-512 (our kernel is not used here)\n", dt__test_name);
+    fprintf(stderr, "skip %s: no AVX-512 kernel here (CPU without AVX-512, or built with DT_NO_AVX512)\n", dt__test_name);
     return false;
 }
 
