@@ -39,7 +39,6 @@
 
 enum { MR = DT__SGEMM_MR, NR = DT__SGEMM_NR, KC = DT__SGEMM_KC, MC = DT__SGEMM_MC, NC = DT__SGEMM_NC };
 
-
 TGT_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u); }
 
 /* r[0..15] <- its transpose, in place. */
@@ -154,10 +153,11 @@ TGT_INLINE void save_row(const int W, float *ci, __m512 x0, __m512 x1, __m512 va
 
 /* amode 0: ap is a packed A panel; 1: A is not packed, ap is row 0 of the tile in
  * row-major A (row stride lda); 2: ap is column 0 of the tile in A stored transposed.
- * W: zmm columns of the tile (1 when nr <= 16: the second half would be all padding). */
+ * W: zmm columns of the tile (1 when nr <= 16: the second half would be all padding).
+ * pf: amode 1 only, the next tile's first row (prefetched one line per k step) or NULL. */
 TGT_INLINE void kernel(const int R, const int W, const int amode, int64_t kc, const float *restrict ap, int64_t lda,
-                       const float *pf,
-                       const float *restrict bp, float *c, int64_t ldc, int nr, float alpha, float beta, bool first)
+                       const float *pf, const float *restrict bp, float *c, int64_t ldc, int nr, float alpha,
+                       float beta, bool first)
 {
     ROWS(DECL)
     ROWS(PREF)
@@ -249,7 +249,9 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
                 if (amode == 0) pack_a_t(a, lda, ic, pc, mc, kc, apack);
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-                    const float *ap = amode == 1 ? a + (ic + ir) * lda + pc : amode == 2 ? a + pc * lda + ic + ir : apack + ir * kc;
+                    const float *ap = amode == 1   ? a + (ic + ir) * lda + pc
+                                      : amode == 2 ? a + pc * lda + ic + ir
+                                                   : apack + ir * kc;
                     /* Row-major A: the first column panel prefetches the next full tile's rows. */
                     const float *next = amode == 1 && ic + ir + 2 * MR <= m ? ap + MR * lda : NULL;
                     for (int64_t jr = 0; jr < nc; jr += NR) {
