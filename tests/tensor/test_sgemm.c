@@ -182,6 +182,35 @@ static void t_ours_threads(void)
     DT_ASSERT_OK(dt_tensor_set_num_threads(old));
 }
 
+/* dt_matmul over (2, 4) batches of attention-sized products: the batch entries split
+ * over 2 threads (each GEMM too small to split itself), same bits as 1 thread, and
+ * spot checks against the double reference. */
+static void t_batched_matmul_threads(void)
+{
+    int old = dt_tensor_num_threads();
+    dt_rng rng = dt_rng_make(7, dt_rng_stream(DT_RNG_INIT, 0));
+    DT_SCOPE {
+        dt_tensor *q = dt_randn(&rng, DT_F32, DT_SHAPE(2, 4, 128, 32));
+        dt_tensor *kt = dt_transpose(dt_randn(&rng, DT_F32, DT_SHAPE(2, 4, 128, 32)), -1, -2);   /* (2, 4, 32, 128) */
+        DT_ASSERT_OK(dt_tensor_set_num_threads(1));
+        dt_tensor *s1 = dt_contiguous(dt_matmul(q, kt));
+        DT_ASSERT_OK(dt_tensor_set_num_threads(2));
+        dt_tensor *s2 = dt_contiguous(dt_matmul(q, kt));
+        DT_ASSERT(s1 && s2);
+        DT_ASSERT(memcmp(dt_tensor_data(s1), dt_tensor_data(s2), (size_t)dt_tensor_numel(s1) * 4) == 0);
+        for (int64_t b = 0; b < 2; b++)
+            for (int64_t h = 0; h < 4; h += 3)
+                for (int64_t i = 0; i < 128; i += 37)
+                    for (int64_t j = 0; j < 128; j += 29) {
+                        double want = 0;
+                        for (int64_t p = 0; p < 32; p++)
+                            want += dt_tensor_get(q, (int64_t[]){b, h, i, p}) * dt_tensor_get(kt, (int64_t[]){b, h, p, j});
+                        DT_ASSERT_NEAR(dt_tensor_get(s2, (int64_t[]){b, h, i, j}), want, 1e-4 * fmax(1, fabs(want)));
+                    }
+    }
+    DT_ASSERT_OK(dt_tensor_set_num_threads(old));
+}
+
 /* dt__sgemm, whichever kernel it picks. */
 static void t_dispatch(void)
 {
@@ -195,6 +224,7 @@ int main(void)
     DT_RUN(t_ours_random);
     DT_RUN(t_ours_model_shapes);
     DT_RUN(t_ours_threads);
+    DT_RUN(t_batched_matmul_threads);
     DT_RUN(t_dispatch);
     return DT_TEST_END();
 }
