@@ -20,7 +20,8 @@ static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
 static bool g_scratch_key_ok;
 static __thread float *t_scratch;
 
-static void scratch_free(void *p) { free(p); }
+/* At thread exit; a later GEMM in that thread's exit path would allocate afresh. */
+static void scratch_free(void *p) { t_scratch = NULL; free(p); }
 static void scratch_key_init(void) { g_scratch_key_ok = pthread_key_create(&g_scratch_key, scratch_free) == 0; }
 
 /* The calling thread's scratch, or NULL when it cannot be had. */
