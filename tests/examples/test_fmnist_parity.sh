@@ -16,6 +16,8 @@
 #       from the same init (fmnist_f64.py): ours is about as close to the exact result as torch is
 #       (the 1.5 leaves room for the chaotic amplification, which is equal in size for both).
 # mlp cases are checked at 20 steps, cnn cases at 1 and 20 steps. The criterion used is printed.
+# DDP cases: 2 and 3 ranks, mlp no-shuffle (fallback (2) against the f64 replica at W x the batch,
+# which covers the same samples per step) and shuffled at 20 steps, cnn at 1 step.
 # Skips (exit 0, reason printed) without torch or the dataset.
 # usage: test_fmnist_parity.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -45,13 +47,20 @@ PY
 err() { $py "$here/fmnist_compare.py" "$bench" "$1" "$2" 1 -q; }
 le() { $py -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$1" "$2"; }
 
+W=1      # ranks: torch by launch_torch.sh W, ours by dtrun --nproc_per_node=W (DDP on both sides)
+ours() {
+  if [ "$W" = 1 ]; then "$build/bin/train_fmnist" "$@"
+  else "$build/bin/dtrun" --standalone --nproc_per_node="$W" "$build/bin/train_fmnist" "$@"; fi
+}
+
 check() {  # name model steps fallback(0/1) flags...
   local name=$1 model=$2 steps=$3 fallback=$4; shift 4
+  [ "$W" = 1 ] || name=$name.world$W
   local d=$tmp/$name.$steps; mkdir -p "$d"
   init "$model" 0 "$d/A.safetensors"
-  OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" 1 "$bench/torch_fmnist_ddp.py" --model "$model" --steps "$steps" \
+  OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" "$W" "$bench/torch_fmnist_ddp.py" --model "$model" --steps "$steps" \
       --init "$d/A.safetensors" --save "$d/B.safetensors" "$@" > "$d/torch.out" 2>&1 || { cat "$d/torch.out"; echo "FAIL $name: torch run"; fails=$((fails+1)); return; }
-  "$build/bin/train_fmnist" --model "$model" --steps "$steps" --init "$d/A.safetensors" --save "$d/C.safetensors" "$@" \
+  ours --model "$model" --steps "$steps" --init "$d/A.safetensors" --save "$d/C.safetensors" "$@" \
       > "$d/ours.out" 2>&1 || { cat "$d/ours.out"; echo "FAIL $name: our run"; fails=$((fails+1)); return; }
   echo "== $name, $steps steps: --model $model $*"
   echo "  torch: $(grep RESULT "$d/torch.out")"
@@ -59,7 +68,10 @@ check() {  # name model steps fallback(0/1) flags...
   local e; e=$(err "$d/B.safetensors" "$d/C.safetensors")
   if le "$e" 1e-4; then echo "ok   $name $steps steps: err(torch, ours) = $e <= 1e-4"; return; fi
   if [ "$fallback" = 1 ]; then
-    $py "$here/fmnist_f64.py" "$bench" --model "$model" --steps "$steps" --init "$d/A.safetensors" --save "$d/D.safetensors" "$@" > "$d/f64.out"
+    # with W ranks and --no-shuffle, DDP's step k covers exactly the samples of a single process's batch k
+    # at W times the batch size (rank r takes r, r+W, ...), so the f64 replica runs that
+    local extra=(); [ "$W" = 1 ] || extra=(--batch-size $((64 * W)))
+    $py "$here/fmnist_f64.py" "$bench" --model "$model" --steps "$steps" --init "$d/A.safetensors" --save "$d/D.safetensors" "$@" "${extra[@]}" > "$d/f64.out"
     local eo et; eo=$(err "$d/D.safetensors" "$d/C.safetensors"); et=$(err "$d/D.safetensors" "$d/B.safetensors")
     local bound; bound=$($py -c "import sys; print(max(1e-4, 1.5 * float(sys.argv[1])))" "$et")
     if le "$eo" "$bound"; then
@@ -82,5 +94,12 @@ for s in 1 20; do
   check cnn_sgd cnn $s 1 "${sgd[@]}"
   check cnn_adamw cnn $s 1 "${adamw[@]}"
 done
+# DDP: 2 and 3 ranks against torch's DDP (gloo), no-shuffle and shuffled
+for W in 2 3; do
+  check mlp_sgd mlp 20 1 "${sgd[@]}"   # at 2 ranks a ReLU of layer 3 flips at step 5 on a last-bit difference
+  check mlp_sgd_shuffled mlp 20 0 --optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 5e-4 --seed 3 --batch-size 50
+done
+W=2 check cnn_sgd cnn 1 0 "${sgd[@]}"
+W=1
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]
