@@ -13,6 +13,7 @@
 #include <dtrain/sampler.h>
 #include <dtrain/crc32c.h>
 #include <dtrain/tokens.h>
+#include <dtrain/data.h>
 #include <dtrain/checkpoint.h>
 #include <dtrain/tensor.h>
 #include <dtrain/autograd.h>

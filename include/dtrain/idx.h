@@ -44,6 +44,11 @@ typedef struct {
  * zeroed, owning nothing. */
 int dt_idx_read(const char *path, dt_idx *out);
 
+/* Only the header: the magic, type code and dimensions (reading the first bytes of a
+ * gzip stream, not the whole file). Fills *out as dt_idx_read does, but with data
+ * NULL; the elements are not checked (a truncated body is not noticed). Same errors. */
+int dt_idx_read_header(const char *path, dt_idx *out);
+
 /* Free the data; the struct is zeroed. NULL and zeroed structs are fine. */
 void dt_idx_free(dt_idx *a);
 

@@ -75,40 +75,36 @@ static void swap_bytes(uint8_t *p, int64_t numel, size_t es)
         for (size_t a = 0, b = es - 1; a < b; a++, b--) { uint8_t t = p[a]; p[a] = p[b]; p[b] = t; }
 }
 
-int dt_idx_read(const char *path, dt_idx *out)
+static int open_gz(const char *path, gzFile *gz)
 {
-    if (!path || !out) return dt_set_error(DT_EINVAL, "dt_idx_read: NULL argument");
-    memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return dt_set_error_errno(errno == ENOENT ? DT_ENOTFOUND : DT_ESYS, errno, "opening %s", path);
-    gzFile gz = gzdopen(fd, "rb");
-    if (!gz) {
+    *gz = gzdopen(fd, "rb");
+    if (!*gz) {
         close(fd);
         return dt_set_error(DT_ENOMEM, "%s: cannot start zlib", path);
     }
-    gzbuffer(gz, 1 << 17);
-    int rc = 0;
-    uint8_t *data = NULL;
+    gzbuffer(*gz, 1 << 17);
+    return 0;
+}
+
+/* The magic, type code and dimensions: fills out's fields but data. */
+static int read_header(gzFile gz, const char *path, dt_idx *out)
+{
     uint8_t hdr[4 + 4 * 255];
     size_t got;
-    DT_CHECK_GOTO(read_some(gz, hdr, 4, &got, path), rc, out);
-    if (got < 4) { rc = dt_set_error(DT_ECORRUPT, "%s: truncated: %zu bytes, shorter than the 4-byte IDX magic", path, got); goto out; }
-    if (hdr[0] != 0 || hdr[1] != 0) {
-        rc = dt_set_error(DT_ECORRUPT, "%s: not an IDX file (magic bytes %02x %02x, expected 00 00)", path, hdr[0], hdr[1]);
-        goto out;
-    }
+    DT_CHECK(read_some(gz, hdr, 4, &got, path));
+    if (got < 4) return dt_set_error(DT_ECORRUPT, "%s: truncated: %zu bytes, shorter than the 4-byte IDX magic", path, got);
+    if (hdr[0] != 0 || hdr[1] != 0)
+        return dt_set_error(DT_ECORRUPT, "%s: not an IDX file (magic bytes %02x %02x, expected 00 00)", path, hdr[0], hdr[1]);
     size_t es = dt_idx_type_size(hdr[2]);
-    if (!es) { rc = dt_set_error(DT_ECORRUPT, "%s: unknown IDX type code 0x%02x", path, hdr[2]); goto out; }
+    if (!es) return dt_set_error(DT_ECORRUPT, "%s: unknown IDX type code 0x%02x", path, hdr[2]);
     int nd = hdr[3];
-    if (nd < 1 || nd > DT_IDX_MAX_DIMS) {
-        rc = dt_set_error(DT_ECORRUPT, "%s: %d dimensions (IDX readers take 1..%d)", path, nd, DT_IDX_MAX_DIMS);
-        goto out;
-    }
-    DT_CHECK_GOTO(read_some(gz, hdr + 4, 4 * (size_t)nd, &got, path), rc, out);
-    if (got < 4 * (size_t)nd) {
-        rc = dt_set_error(DT_ECORRUPT, "%s: truncated in the dimensions (%zu of %d bytes)", path, got, 4 * nd);
-        goto out;
-    }
+    if (nd < 1 || nd > DT_IDX_MAX_DIMS)
+        return dt_set_error(DT_ECORRUPT, "%s: %d dimensions (IDX readers take 1..%d)", path, nd, DT_IDX_MAX_DIMS);
+    DT_CHECK(read_some(gz, hdr + 4, 4 * (size_t)nd, &got, path));
+    if (got < 4 * (size_t)nd)
+        return dt_set_error(DT_ECORRUPT, "%s: truncated in the dimensions (%zu of %d bytes)", path, got, 4 * nd);
     out->type = (dt_idx_type)hdr[2];
     out->ndim = nd;
     out->elem_size = es;
@@ -117,13 +113,39 @@ int dt_idx_read(const char *path, dt_idx *out)
         const uint8_t *p = hdr + 4 + 4 * d;
         uint64_t v = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
         out->dims[d] = (int64_t)v;
-        if (v && numel > (UINT64_C(1) << 48) / v) {
-            rc = dt_set_error(DT_ECORRUPT, "%s: dimensions multiply to more than 2^48 elements", path);
-            goto out;
-        }
+        if (v && numel > (UINT64_C(1) << 48) / v)
+            return dt_set_error(DT_ECORRUPT, "%s: dimensions multiply to more than 2^48 elements", path);
         numel *= v;
     }
     out->numel = (int64_t)numel;
+    return 0;
+}
+
+int dt_idx_read_header(const char *path, dt_idx *out)
+{
+    if (!path || !out) return dt_set_error(DT_EINVAL, "dt_idx_read_header: NULL argument");
+    memset(out, 0, sizeof *out);
+    gzFile gz;
+    DT_CHECK(open_gz(path, &gz));
+    int rc = read_header(gz, path, out);
+    gzclose(gz);
+    if (rc < 0) memset(out, 0, sizeof *out);
+    return rc;
+}
+
+int dt_idx_read(const char *path, dt_idx *out)
+{
+    if (!path || !out) return dt_set_error(DT_EINVAL, "dt_idx_read: NULL argument");
+    memset(out, 0, sizeof *out);
+    gzFile gz;
+    DT_CHECK(open_gz(path, &gz));
+    int rc = 0;
+    uint8_t *data = NULL;
+    size_t got;
+    uint64_t numel, es;
+    DT_CHECK_GOTO(read_header(gz, path, out), rc, out);
+    numel = (uint64_t)out->numel;
+    es = out->elem_size;
     /* Grow the buffer as bytes arrive, so a corrupt header that claims terabytes
      * fails as "truncated" rather than as a huge allocation. */
     uint64_t total = numel * es, have = 0, cap = 0;

@@ -45,7 +45,12 @@ extern void (*dt__tensor_ag_dtor)(void *ag);
 /* Inner loops of the kernels: -O3 (the build's -O2 does not vectorize loops whose
  * operands may alias) and an AVX2 clone picked at load time. No FMA: contracting
  * a*b+c would change results between machines. */
+#ifdef __SANITIZE_THREAD__
+/* target_clones' resolvers run before TSan is up and crash the program at load */
+#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno")))
+#else
 #define DT__KERNEL __attribute__((optimize("O3", "no-math-errno"), target_clones("avx2", "default")))
+#endif
 
 /* ---- storage.c */
 /* Contiguous, uninitialised; DT_EINVAL for a bad shape or dtype, DT_ENOMEM. */
