@@ -1,25 +1,35 @@
-/* 10_train_fmnist: the Fashion-MNIST job of ../shared/bench/torch_fmnist_ddp.py in C, one
- * process (world 1) for now: the same models (mlp, cnn, with torch's parameter names), flags,
- * data order (DistributedSampler with torch's generator), optimizers and output lines, so
- * that from the same --init file it follows torch step for step.
+/* 10_train_fmnist: the Fashion-MNIST job of ../shared/bench/torch_fmnist_ddp.py in C: the same
+ * models (mlp, cnn, with torch's parameter names), flags, data order (DistributedSampler with
+ * torch's generator), optimizers, DDP and output lines, so that from the same --init file it
+ * follows torch step for step, on one process or many.
  *
  * Launch:  build/bin/train_fmnist --model cnn --epochs 1 [--init a.safetensors --save b.safetensors]
- *   reference: ../shared/bench/launch_torch.sh 1 ../shared/bench/torch_fmnist_ddp.py --model cnn --epochs 1
+ *          build/bin/dtrun --standalone --nproc_per_node=2 build/bin/train_fmnist --model cnn --epochs 2 \
+ *              --snapshot /tmp/fmnist-snap
+ *   reference: ../shared/bench/launch_torch.sh 2 ../shared/bench/torch_fmnist_ddp.py --model cnn --epochs 1
+ *
+ * Under a launcher (RANK and WORLD_SIZE set) it joins the process group by env:// and wraps
+ * the model in DDP; alone it runs as world 1. With --snapshot DIR rank 0 saves model,
+ * optimizer and position there every --snapshot-every steps (default: each epoch's end)
+ * and every rank resumes from the newest good snapshot at start, so a job restarted by
+ * `dtrun --max_restarts` ends with the weights of a run never stopped.
  *
  * Flags (torch's defaults): --model mlp|cnn (cnn) --epochs N (1) --steps N (0: all epochs)
  * --batch-size N (64) --lr X (0.05) --momentum X (0.9) --weight-decay X (0)
  * --optimizer sgd|adamw (sgd) --seed N (0) --no-shuffle --init PATH --save PATH
- * --data DIR (/usr/share/datasets/fashion-mnist) --threads N (1). */
+ * --data DIR (/usr/share/datasets/fashion-mnist) --threads N (1) --snapshot DIR
+ * --snapshot-every N (0: each epoch's end) --backend auto|shm|tcp (auto). */
 #include <dtrain/dtrain.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
-    const char *model, *optimizer, *init, *save, *data;
+    const char *model, *optimizer, *init, *save, *data, *snapshot, *backend;
     int epochs, threads;
-    int64_t steps, batch, seed;
+    int64_t steps, batch, seed, snapshot_every;
     double lr, momentum, wd;
     bool no_shuffle;
 } args;
@@ -28,13 +38,15 @@ static int usage(const char *why)
 {
     fprintf(stderr, "train_fmnist: %s\nusage: train_fmnist [--model mlp|cnn] [--epochs N] [--steps N] [--batch-size N] [--lr X]\n"
                     "  [--momentum X] [--weight-decay X] [--optimizer sgd|adamw] [--seed N] [--no-shuffle]\n"
-                    "  [--init PATH] [--save PATH] [--data DIR] [--threads N]\n", why);
+                    "  [--init PATH] [--save PATH] [--data DIR] [--threads N] [--snapshot DIR] [--snapshot-every N]\n"
+                    "  [--backend auto|shm|tcp]\n", why);
     return 2;
 }
 
 static int parse(int argc, char **argv, args *a)
 {
-    *a = (args){.model = "cnn", .optimizer = "sgd", .data = "/usr/share/datasets/fashion-mnist", .epochs = 1, .threads = 1,
+    *a = (args){.model = "cnn", .optimizer = "sgd", .data = "/usr/share/datasets/fashion-mnist", .backend = "auto",
+                .epochs = 1, .threads = 1,
                 .batch = 64, .lr = 0.05, .momentum = 0.9};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -48,6 +60,9 @@ static int parse(int argc, char **argv, args *a)
         else if (strcmp(f, "--init") == 0) a->init = v;
         else if (strcmp(f, "--save") == 0) a->save = v;
         else if (strcmp(f, "--data") == 0) a->data = v;
+        else if (strcmp(f, "--snapshot") == 0) a->snapshot = v;
+        else if (strcmp(f, "--backend") == 0) a->backend = v;
+        else if (strcmp(f, "--snapshot-every") == 0) a->snapshot_every = strtoll(v, &end, 10);
         else if (strcmp(f, "--epochs") == 0) a->epochs = (int)strtol(v, &end, 10);
         else if (strcmp(f, "--threads") == 0) a->threads = (int)strtol(v, &end, 10);
         else if (strcmp(f, "--steps") == 0) a->steps = strtoll(v, &end, 10);
@@ -61,7 +76,8 @@ static int parse(int argc, char **argv, args *a)
     }
     if (strcmp(a->model, "mlp") && strcmp(a->model, "cnn")) return usage("--model is mlp or cnn");
     if (strcmp(a->optimizer, "sgd") && strcmp(a->optimizer, "adamw")) return usage("--optimizer is sgd or adamw");
-    if (a->batch < 1 || a->epochs < 0 || a->steps < 0 || a->threads < 1) return usage("sizes must be positive");
+    if (a->batch < 1 || a->epochs < 0 || a->steps < 0 || a->threads < 1 || a->snapshot_every < 0)
+        return usage("sizes must be positive");
     return 0;
 }
 
@@ -136,6 +152,108 @@ static double accuracy(dt_module *m, const split *t)
     return correct < 0 ? -1 : (double)correct / (double)t->n;
 }
 
+/* The training position a snapshot records (besides model and optimizer state). */
+typedef struct {
+    int64_t epoch;   /* the epoch to run next ... */
+    int64_t batch;   /* ... from this batch index */
+    int64_t step;    /* optimizer steps taken */
+} position;
+
+static int save_snapshot(dt_snapshot *snap, dt_module *model, dt_optim *opt, const args *a, position p, int world)
+{
+    dt_st_list *l = dt_st_list_new();
+    if (!l) return dt_last_error_code();
+    size_t np;
+    const dt_named_param *ps = dt_module_params(model, &np);
+    int rc = ps ? 0 : dt_last_error_code();
+    for (size_t i = 0; i < np && rc == 0; i++)
+        rc = dt_st_list_add(l, "model.", ps[i].name, DT_F32, ps[i].ndim, ps[i].shape, ps[i].data);
+    if (rc == 0) rc = dt_optim_state_add(opt, l, "optim.");
+    char v[3][32];
+    snprintf(v[0], sizeof v[0], "%lld", (long long)p.epoch);
+    snprintf(v[1], sizeof v[1], "%lld", (long long)p.batch);
+    snprintf(v[2], sizeof v[2], "%d", world);
+    if (rc == 0) rc = dt_st_list_meta(l, NULL, "epoch", v[0]);
+    if (rc == 0) rc = dt_st_list_meta(l, NULL, "batch", v[1]);
+    if (rc == 0) rc = dt_st_list_meta(l, NULL, "world_size", v[2]);
+    if (rc == 0) rc = dt_st_list_meta(l, NULL, "model", a->model);
+    if (rc == 0) rc = dt_snapshot_save_list(snap, p.step, l);
+    dt_st_list_free(l);
+    return rc;
+}
+
+static int meta_i64(const dt_st_file *f, const char *key, int64_t *out)
+{
+    const char *v = dt_st_meta_get(f, key);
+    char *end = NULL;
+    if (v) *out = strtoll(v, &end, 10);
+    if (!v || !*v || *end) return dt_set_error(DT_ECORRUPT, "snapshot: metadata '%s' missing or not a number", key);
+    return 0;
+}
+
+/* Resume from the newest good snapshot; *found false when there is none. */
+static int load_snapshot(dt_snapshot *snap, dt_module *model, dt_optim *opt, const args *a, int world, position *p,
+                         bool *found)
+{
+    dt_st_file *f = NULL;
+    int64_t step = 0;
+    *found = false;
+    int rc = dt_snapshot_load_latest(snap, &f, &step);
+    if (rc == DT_ENOTFOUND) { dt_clear_error(); return 0; }
+    if (rc < 0) return rc;
+    int64_t w = 0;
+    const char *m = dt_st_meta_get(f, "model");
+    if (!m || strcmp(m, a->model) != 0) {
+        rc = dt_set_error(DT_EMISMATCH, "snapshot of step %lld holds model %s, this run trains %s (use another --snapshot)",
+                          (long long)step, m ? m : "?", a->model);
+        goto out;
+    }
+    DT_CHECK_GOTO(meta_i64(f, "world_size", &w), rc, out);
+    if (w != world) {
+        /* the data order depends on the world size: continuing would not be the same run */
+        rc = dt_set_error(DT_EMISMATCH, "snapshot of step %lld was taken with %lld ranks, this run has %d", (long long)step,
+                          (long long)w, world);
+        goto out;
+    }
+    DT_CHECK_GOTO(meta_i64(f, "epoch", &p->epoch), rc, out);
+    DT_CHECK_GOTO(meta_i64(f, "batch", &p->batch), rc, out);
+    size_t np;
+    const dt_named_param *ps = dt_module_params(model, &np);
+    if (!ps) { rc = dt_last_error_code(); goto out; }
+    for (size_t i = 0; i < np; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "model.%s", ps[i].name);
+        DT_CHECK_GOTO(dt_st_read_into(f, key, DT_F32, ps[i].ndim, ps[i].shape, ps[i].data), rc, out);
+    }
+    DT_CHECK_GOTO(dt_optim_state_load(opt, f, "optim.", "snapshot"), rc, out);
+    p->step = step;
+    *found = true;
+out:
+    dt_st_close(f);
+    return rc;
+}
+
+/* Rank 0's progress: a bar redrawn in place on a terminal, a plain line every
+ * `every` steps otherwise. */
+static void progress(bool tty, int ep, int64_t b, int64_t nbatches, double loss, double sps, double eta)
+{
+    if (tty) {
+        int w = 30, done = nbatches ? (int)(w * b / nbatches) : w;
+        printf("\repoch %d [%.*s%*s] %lld/%lld loss %.4f %.0f samples/s ETA %.0fs ", ep, done,
+               "##############################", w - done, "", (long long)b, (long long)nbatches, loss, sps, eta);
+    } else {
+        printf("epoch %d step %lld/%lld loss %.4f %.0f samples/s ETA %.0fs\n", ep, (long long)b, (long long)nbatches, loss,
+               sps, eta);
+    }
+    fflush(stdout);
+}
+
+static bool env_set(const char *n)
+{
+    const char *v = getenv(n);
+    return v && *v;
+}
+
 int main(int argc, char **argv)
 {
     args a;
@@ -144,16 +262,24 @@ int main(int argc, char **argv)
     dt_module *model = NULL;
     dt_optim *opt = NULL;
     dt_sampler *smp = NULL;
+    dt_pg *pg = NULL;
+    dt_ddp *ddp = NULL;
+    dt_snapshot *snap = NULL;
     float *xb = NULL;
     int64_t *yb = NULL;
-    int rc = 0;
+    int rc = 0, rank = 0, world = 1;
     DT_CHECK_GOTO(dt_tensor_set_num_threads(a.threads), rc, fail);
+    if (env_set("RANK") && env_set("WORLD_SIZE")) {
+        if (!(pg = dt_init_process_group(a.backend, "env://", NULL))) goto fail;
+        rank = dt_pg_rank(pg), world = dt_pg_size(pg);
+    }
     dt_rng g = dt_rng_make((uint64_t)a.seed, dt_rng_stream(DT_RNG_INIT, 0));
     model = strcmp(a.model, "mlp") == 0 ? make_mlp(&g) : make_cnn(&g);
     if (!model) goto fail;
     if (a.init) DT_CHECK_GOTO(dt_module_load(model, a.init), rc, fail);
+    if (pg && !(ddp = dt_ddp_wrap(model, pg, NULL))) goto fail;   /* rank 0's weights everywhere */
     size_t ns;
-    const dt_param_slot *slots = dt_module_slots(model, &ns);
+    const dt_param_slot *slots = dt_module_slots(model, &ns);   /* after the wrap: DDP's gradients */
     if (!slots) goto fail;
     if (strcmp(a.optimizer, "sgd") == 0) {
         dt_sgd_opts o = DT_SGD_OPTS_INIT;
@@ -165,26 +291,43 @@ int main(int argc, char **argv)
         opt = dt_optim_adamw(slots, ns, o);
     }
     if (!opt) goto fail;
+    position pos = {0, 0, 0};
+    if (a.snapshot) {
+        if (!(snap = dt_snapshot_open(a.snapshot, NULL))) goto fail;
+        bool found = false;
+        DT_CHECK_GOTO(load_snapshot(snap, model, opt, &a, world, &pos, &found), rc, fail);
+        if (rank == 0) {
+            if (found)
+                printf("resuming from the snapshot of step %lld in %s (epoch %lld, batch %lld)\n", (long long)pos.step,
+                       a.snapshot, (long long)pos.epoch, (long long)pos.batch);
+            else
+                printf("no snapshot in %s: starting fresh\n", a.snapshot);
+            fflush(stdout);
+        }
+    }
     DT_CHECK_GOTO(load_split(a.data, "train", &tr), rc, fail);
     DT_CHECK_GOTO(load_split(a.data, "t10k", &te), rc, fail);
     dt_sampler_opts so = DT_SAMPLER_OPTS_INIT;
-    so.shuffle = !a.no_shuffle, so.seed = a.seed;
+    so.shuffle = !a.no_shuffle, so.seed = a.seed, so.num_replicas = world, so.rank = rank;
     if (!(smp = dt_sampler_distributed(tr.n, so))) goto fail;
 
     /* One batch: x (B, 1, 28, 28) and y (B) gathered in the sampler's order. */
     xb = dt_alloc((size_t)a.batch * 784 * sizeof(float), DT_MEM_DATA);
     yb = dt_alloc((size_t)a.batch * sizeof(int64_t), DT_MEM_DATA);
     if (!xb || !yb) goto fail;
+    bool tty = rank == 0 && isatty(STDOUT_FILENO);
     double tot_t = 0, last_loss = 0;
-    int64_t tot_s = 0, step = 0;
-    for (int ep = 0; ep < a.epochs; ep++) {
+    int64_t tot_s = 0, step = pos.step;
+    for (int ep = (int)pos.epoch; ep < a.epochs; ep++) {
         DT_CHECK_GOTO(dt_sampler_set_epoch(smp, ep), rc, fail);
         const int64_t *idx = dt_sampler_indices(smp);
-        int64_t len = dt_sampler_len(smp), seen = 0;
+        int64_t len = dt_sampler_len(smp), seen = 0, nbatches = (len + a.batch - 1) / a.batch;
+        int64_t first = ep == pos.epoch ? pos.batch : 0, every = nbatches / 10 > 0 ? nbatches / 10 : 1;
         dt_module_train(model, true);
-        double t0 = dt_now_s();
-        for (int64_t b = 0; b < len; b += a.batch) {
-            int64_t nb = len - b < a.batch ? len - b : a.batch;
+        if (pg) DT_CHECK_GOTO(dt_pg_barrier(pg, NULL, NULL), rc, fail);
+        double t0 = dt_now_s(), wait0 = ddp ? dt_ddp_get_stats(ddp).wait_s : 0;
+        for (int64_t bi = first; bi < nbatches; bi++) {
+            int64_t b = bi * a.batch, nb = len - b < a.batch ? len - b : a.batch;
             for (int64_t i = 0; i < nb; i++) {
                 memcpy(xb + i * 784, tr.x + idx[b + i] * 784, 784 * sizeof(float));
                 yb[i] = tr.y[idx[b + i]];
@@ -193,7 +336,8 @@ int main(int argc, char **argv)
                 dt_tensor *x = dt_from_buffer(xb, DT_F32, DT_SHAPE(nb, 1, 28, 28));
                 dt_tensor *y = dt_from_buffer(yb, DT_I64, DT_SHAPE(nb));
                 dt_optim_zero_grad(opt);
-                dt_tensor *loss = dt_cross_entropy(dt_module_forward(model, x), y);
+                dt_tensor *out = ddp ? dt_ddp_forward(ddp, x) : dt_module_forward(model, x);
+                dt_tensor *loss = dt_cross_entropy(out, y);
                 rc = loss ? dt_backward(loss) : dt_last_error_code();
                 if (rc == 0) rc = dt_optim_step(opt);
                 if (rc == 0) last_loss = dt_tensor_item(loss);
@@ -201,19 +345,40 @@ int main(int argc, char **argv)
             if (rc < 0) goto fail;
             seen += nb;
             step++;
+            bool last = bi + 1 == nbatches || (a.steps && step >= a.steps);
+            if (snap && rank == 0 && ((a.snapshot_every && step % a.snapshot_every == 0) || last)) {
+                position p = {ep, bi + 1, step};
+                if (bi + 1 == nbatches) p.epoch = ep + 1, p.batch = 0;
+                DT_CHECK_GOTO(save_snapshot(snap, model, opt, &a, p, world), rc, fail);
+            }
+            if (rank == 0 && ((bi + 1 - first) % every == 0 || tty) && !last) {
+                double el = dt_now_s() - t0, sps = (double)seen * world / (el > 0 ? el : 1e-9);
+                progress(tty, ep, bi + 1, nbatches, last_loss, sps, (double)(nbatches - bi - 1) * a.batch * world / sps);
+            }
             if (a.steps && step >= a.steps) break;
         }
-        double dt = dt_now_s() - t0;
-        tot_t += dt, tot_s += seen;
-        printf("epoch %d: %.0f samples/s (global), last loss %.4f\n", ep, (double)seen / dt, last_loss);
-        fflush(stdout);
+        if (pg) DT_CHECK_GOTO(dt_pg_barrier(pg, NULL, NULL), rc, fail);
+        double dt = dt_now_s() - t0, wait = ddp ? dt_ddp_get_stats(ddp).wait_s - wait0 : 0;
+        tot_t += dt, tot_s += seen * world;
+        if (rank == 0) {
+            if (tty) printf("\n");
+            double acc = a.epochs > 1 ? accuracy(model, &te) : -2;
+            printf("epoch %d: %.0f samples/s (global), last loss %.4f", ep, (double)seen * world / dt, last_loss);
+            if (acc >= 0) printf(", test acc %.4f", acc);
+            if (ddp) printf(", waiting on communication %.1f%% of step time", 100 * wait / (dt > 0 ? dt : 1));
+            printf("\n");
+            fflush(stdout);
+        }
         if (a.steps && step >= a.steps) break;
     }
-    double acc = accuracy(model, &te);
-    if (acc < 0) goto fail;
-    if (a.save) DT_CHECK_GOTO(dt_module_save(model, a.save), rc, fail);
-    printf("RESULT model=%s world=1 bs=%lld steps=%lld samples_per_s=%.0f loss=%.6f test_acc=%.4f\n", a.model,
-           (long long)a.batch, (long long)step, tot_t > 0 ? (double)tot_s / tot_t : 0.0, last_loss, acc);
+    if (rank == 0) {
+        double acc = accuracy(model, &te);
+        if (acc < 0) goto fail;
+        if (a.save) DT_CHECK_GOTO(dt_module_save(model, a.save), rc, fail);
+        printf("RESULT model=%s world=%d bs=%lld steps=%lld samples_per_s=%.0f loss=%.6f test_acc=%.4f\n", a.model, world,
+               (long long)a.batch, (long long)step, tot_t > 0 ? (double)tot_s / tot_t : 0.0, last_loss, acc);
+    }
+    if (pg) DT_CHECK_GOTO(dt_pg_barrier(pg, NULL, NULL), rc, fail);
     rc = 0;
     goto done;
 fail:
@@ -224,6 +389,9 @@ done:
     dt_free(tr.x), dt_free(tr.y), dt_free(te.x), dt_free(te.y);
     dt_sampler_free(smp);
     dt_optim_free(opt);
+    dt_ddp_free(ddp);
+    dt_snapshot_close(snap);
     dt_module_free(model);
+    dt_destroy_process_group(pg);
     return rc;
 }

@@ -130,8 +130,9 @@ dt_tensor *dt_log_softmax(dt_tensor *a, int dim);
 /* ---------------------------------------------------------------- matmul
  * torch.matmul: 1-D x 1-D is a dot product, 2-D x 2-D a matrix product, and batched
  * operands (..., m, k) x (..., k, n) broadcast their batch dims. Transposed operands
- * (a transpose view) go to BLAS as transpose flags, not copies. f32 via cblas_sgemm,
- * f64 via cblas_dgemm, bf16/f16 through f32; DT_EDTYPE for integers. */
+ * (a transpose view) go to the GEMM as transpose flags, not copies. f32 through our
+ * AVX-512 SGEMM or cblas_sgemm (docs/tensor.md "GEMM"), f64 via cblas_dgemm, bf16/f16
+ * through f32; DT_EDTYPE for integers. */
 dt_tensor *dt_matmul(dt_tensor *a, dt_tensor *b);
 /* x @ w^T + b (torch's F.linear): x (..., in), w (out, in), b (out) or NULL. One GEMM
  * with the bias as its starting value. */

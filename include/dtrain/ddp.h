@@ -66,6 +66,18 @@ typedef struct {
  * the group's errors. opts may be NULL. */
 dt_ddp *dt_ddp_new(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_ddp_tensor *buffers, int nb,
                    const dt_ddp_opts *opts);
+/* DDP over a module (torch's DDP(model)): its parameters and buffers in torch's
+ * order; the module's flat gradient buffer moves into DDP's (dt_module_set_grad_storage),
+ * keeping the module's layout, so dt_module_slots / dt_module_zero_grad keep working
+ * (fetch slots after the wrap). The module is borrowed: free the DDP first. */
+typedef struct dt_module dt_module;
+dt_ddp *dt_ddp_wrap(dt_module *m, dt_pg *pg, const dt_ddp_opts *opts);
+/* pre_forward, the module's forward, prepare_backward (when grad mode is on): torch's
+ * ddp(x). NULL + last error (a failure left by the last backward, the forward's own). */
+dt_tensor *dt_ddp_forward(dt_ddp *d, dt_tensor *x);
+/* The wrapped module (borrowed), NULL for dt_ddp_new. */
+dt_module *dt_ddp_module(const dt_ddp *d);
+
 /* Wait for pending buckets, give each parameter its gradient back in memory of its own
  * (the values kept), release the tensors. NULL ok. Before destroying the group. */
 void dt_ddp_free(dt_ddp *d);

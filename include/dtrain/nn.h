@@ -218,8 +218,8 @@ void dt_module_zero_grad(dt_module *m);
  * valid, as long as the module uses it; e.g. a DDP bucket in shared memory): the current
  * gradient values are copied into buf and every parameter's .grad becomes a view of it.
  * NULL moves them back to the module's own buffer. Lists and slots obtained before then
- * point at the old gradients: fetch them again (and dt_optim_rebind). DT_EINVAL unless
- * m is a root. */
+ * point at the old gradients: fetch them again (and dt_optim_rebind). A repack (see
+ * above) moves the gradients back to the module's own buffer. DT_EINVAL unless m is a root. */
 int dt_module_set_grad_storage(dt_module *m, float *buf);
 
 /* state_dict as safetensors: every parameter (F32) and buffer of m's subtree under its

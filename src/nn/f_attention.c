@@ -9,7 +9,7 @@
  *   dq = dS k,      dk = dS^T q.
  * Batch entries are split over the compute pool; each thread holds at most two (L, S)
  * buffers for its current entry, so nothing of size batch * L * S is ever allocated.
- * GEMMs are cblas_sgemm / cblas_dgemm (bf16/f16 go through f32 copies). Operands whose
+ * GEMMs are dt__sgemm (ours or OpenBLAS) / cblas_dgemm (bf16/f16 go through f32 copies). Operands whose
  * last dim has unit stride go to BLAS as they are, with their row stride as leading
  * dimension: the GPT's q, k, v (view + transpose of a split qkv) and the gradient
  * arriving through a transpose cost no copy. No dropout on P, no additive mask, no
@@ -67,7 +67,7 @@ static void gemm(bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k, do
     if (f64)
         cblas_dgemm(CblasRowMajor, t1, t2, (int)m, (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
     else
-        cblas_sgemm(CblasRowMajor, t1, t2, (int)m, (int)n, (int)k, (float)alpha, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
+        dt__sgemm(ta, tb, m, n, k, (float)alpha, A, lda, B, ldb, (float)beta, C, ldc);
 }
 
 /* Row i of an (L, S) score matrix keeps keys 0..len(i)-1. */

@@ -1,4 +1,4 @@
-/* conv2d forward and backward as im2col + GEMM (cblas_sgemm / cblas_dgemm).
+/* conv2d forward and backward as im2col + GEMM (dt__sgemm, our AVX-512 kernel or OpenBLAS / cblas_dgemm).
  *
  * The batch goes in groups of G images whose columns fit one buffer of about
  * COL_BUDGET bytes: col (K, G*P), K = C*kh*kw rows (c, i, j), P = Ho*Wo columns per
@@ -129,7 +129,7 @@ static void gemm(dt_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
 {
     CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     if (dt == DT_F32)
-        cblas_sgemm(CblasRowMajor, TA, TB, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
+        dt__sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, (float)beta, c, ldc);
     else
         cblas_dgemm(CblasRowMajor, TA, TB, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }

@@ -30,8 +30,8 @@ static dt_module *builtin(const char *type, dt_module_forward_fn fwd, layer_ctx 
     return m;
 }
 
-/* Adds a parameter of the given shape filled by fill(t) (uniform(+-bound) when g, else
- * constant value). */
+/* Adds a parameter of the given shape: N(0, 1) from g when normal, else uniform in
+ * +-bound from g when g is given, else the constant value. */
 static int add_init(dt_module *m, const char *name, int ndim, const int64_t *shape, dt_rng *g, double bound, double value,
                     bool normal)
 {

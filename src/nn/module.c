@@ -133,7 +133,7 @@ static int add_tensor(dt_module *m, const char *name, dt_tensor *init, bool para
         return rc;
     }
     (*arr)[(*n)++] = (dt__mod_tensor){nm, t, NULL};
-    if (param) dt__module_touch(m);
+    dt__module_touch(m);   /* lists and slots change (a buffer only needs the lists rebuilt) */
     return 0;
 }
 

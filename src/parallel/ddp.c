@@ -169,8 +169,11 @@ static int validate(const dt_ddp_tensor *ps, int n, const dt_ddp_tensor *bs, int
     return 0;
 }
 
-dt_ddp *dt_ddp_new(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_ddp_tensor *buffers, int nb,
-                   const dt_ddp_opts *opts)
+/* mod: the module whose flat gradient buffer moves into DDP's (its layout kept:
+ * module order, unpadded); NULL: DDP lays the gradients out itself (reverse order,
+ * 64-byte aligned) and rebinds each parameter's .grad. */
+dt_ddp *dt__ddp_create(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_ddp_tensor *buffers, int nb,
+                       const dt_ddp_opts *opts, dt_module *mod)
 {
     dt_ddp_opts o = DT_DDP_OPTS_INIT;
     if (opts) o = *opts;
@@ -191,14 +194,29 @@ dt_ddp *dt_ddp_new(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_ddp_t
     d->slots = dt_calloc((size_t)(n ? n : 1), sizeof *d->slots, DT_MEM_OTHER);
     d->order = dt_alloc((size_t)(n ? n : 1) * sizeof(int), DT_MEM_OTHER);
     if (!d->p || !d->buf || !d->slots || !d->order) goto fail;
-    /* layout: reverse registration order, each param 64-byte aligned */
+    d->mod = mod;
     int64_t total = 0;
-    for (int k = n - 1; k >= 0; k--) {
-        dt__ddp_param *p = &d->p[k];
-        p->owner = d;
-        p->numel = dt_tensor_numel(params[k].t);
-        p->off = total;
-        total += pad16(p->numel);
+    const dt_named_param *mp = NULL;
+    if (mod) {
+        /* the module's layout: its flat buffer, named_parameters order */
+        size_t mn = 0;
+        mp = dt_module_params(mod, &mn);
+        if ((int)mn != n) { dt_set_error(DT_EINVAL, "DDP: the module has %zu parameters, %d given", mn, n); goto fail; }
+        for (int k = 0; k < n; k++) {
+            d->p[k].owner = d;
+            d->p[k].numel = mp[k].numel;
+            d->p[k].off = mp[k].offset;
+            if (mp[k].offset + mp[k].numel > total) total = mp[k].offset + mp[k].numel;
+        }
+    } else {
+        /* reverse registration order, each param 64-byte aligned */
+        for (int k = n - 1; k >= 0; k--) {
+            dt__ddp_param *p = &d->p[k];
+            p->owner = d;
+            p->numel = dt_tensor_numel(params[k].t);
+            p->off = total;
+            total += pad16(p->numel);
+        }
     }
     d->gnumel = total;
     size_t bytes = (size_t)(total ? total : 16) * sizeof(float);
@@ -217,11 +235,24 @@ dt_ddp *dt_ddp_new(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_ddp_t
     }
     if (!d->gbuf && !(d->gbuf = dt_alloc(bytes, DT_MEM_GRAD))) goto fail;
     memset(d->gbuf, 0, bytes);
+    if (mod) {
+        if ((rc = dt_module_set_grad_storage(mod, d->gbuf)) < 0) goto fail;
+        d->mod_moved = true;
+        size_t mn = 0;
+        mp = dt_module_params(mod, &mn);   /* again: the grads moved */
+        if (!mp && n) goto fail;
+    }
     for (int i = 0; i < n; i++) {
         dt__ddp_param *p = &d->p[i];
         if (!(p->name = dup_str(params[i].name))) goto fail;
         p->param = dt_tensor_retain(params[i].t);
         p->used = true;
+        if (mod) {
+            p->grad = dt_tensor_retain(mp[i].grad);
+            if ((rc = dt_tensor_on_grad_ready(p->param, on_grad_ready, p)) < 0) goto fail;
+            d->slots[i] = (dt_param_slot){.name = p->name, .data = mp[i].data, .grad = mp[i].grad_data, .numel = p->numel};
+            continue;
+        }
         int tok = dt_scope_begin();
         dt_tensor *g = dt_from_buffer(d->gbuf + p->off, DT_F32, dt_tensor_ndim(p->param), dt_tensor_shape(p->param));
         if (g) g = dt_keep(g);
@@ -268,11 +299,13 @@ void dt_ddp_free(dt_ddp *d)
 {
     if (!d) return;
     dt__ddp_free_buckets(d);
+    /* a module takes its gradients back into its own buffer (values kept) */
+    if (d->mod_moved) dt_module_set_grad_storage(d->mod, NULL);
     for (int i = 0; i < d->np; i++) {
         dt__ddp_param *p = &d->p[i];
         if (p->param) {
             dt_tensor_clear_hooks(p->param);
-            if (p->grad && dt_tensor_grad(p->param) == p->grad) {
+            if (!d->mod && p->grad && dt_tensor_grad(p->param) == p->grad) {
                 /* the gradient leaves DDP's buffer: back into its own memory, values kept */
                 dt_tensor *own = p->orig_grad;
                 if (!own) {
@@ -376,4 +409,10 @@ const int *dt_ddp_bucket(const dt_ddp *d, int i, int *n)
     }
     if (n) *n = d->b[i].np;
     return d->b[i].params;
+}
+
+dt_ddp *dt_ddp_new(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_ddp_tensor *buffers, int nb,
+                   const dt_ddp_opts *opts)
+{
+    return dt__ddp_create(pg, params, n, buffers, nb, opts, NULL);
 }

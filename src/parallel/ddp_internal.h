@@ -4,6 +4,7 @@
 #define DT_DDP_INTERNAL_H
 
 #include <dtrain/ddp.h>
+#include <dtrain/nn.h>
 
 typedef struct dt_ddp dt_ddp;
 
@@ -35,6 +36,8 @@ typedef struct {
 struct dt_ddp {
     dt_pg *pg;
     dt_ddp_opts o;
+    dt_module *mod;         /* dt_ddp_wrap's module (borrowed), or NULL */
+    bool mod_moved;         /* its gradients live in gbuf */
     int world;
     dt__ddp_param *p;
     int np;
@@ -58,6 +61,10 @@ struct dt_ddp {
     int64_t syncs;
     double wait_s, comm_bytes;
 };
+
+/* ddp.c */
+dt_ddp *dt__ddp_create(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_ddp_tensor *buffers, int nb,
+                       const dt_ddp_opts *opts, dt_module *mod);
 
 /* reducer.c */
 /* Buckets over the params in the order given (d->np indices). */

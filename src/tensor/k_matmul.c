@@ -1,5 +1,5 @@
-/* Matrix products through OpenBLAS: cblas_sgemm for f32, cblas_dgemm for f64 (bf16 and
- * f16 go through f32). A strided operand whose last two dims have unit stride in one of
+/* Matrix products: dt__sgemm for f32 (k_sgemm.c: our AVX-512 kernel or OpenBLAS),
+ * cblas_dgemm for f64 (bf16 and f16 go through f32). A strided operand whose last two dims have unit stride in one of
  * them is passed as it is, with a transpose flag and its leading dimension, so a
  * transposed view costs no copy. Batched products fold into one GEMM when the right
  * operand has no batch dims and the left one's rows are evenly strided (x @ W over
@@ -36,11 +36,41 @@ static void gemm(dt_dtype dt, const layout *la, const layout *lb, int64_t m, int
 {
     CBLAS_TRANSPOSE ta = la->trans ? CblasTrans : CblasNoTrans, tb = lb->trans ? CblasTrans : CblasNoTrans;
     if (dt == DT_F32)
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, (const float *)a, (int)la->ld,
-                    (const float *)b, (int)lb->ld, (float)beta, (float *)c, (int)ldc);
+        dt__sgemm(la->trans, lb->trans, m, n, k, 1.0f, (const float *)a, la->ld, (const float *)b, lb->ld,
+                  (float)beta, (float *)c, ldc);
     else
         cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, (const double *)a, (int)la->ld,
                     (const double *)b, (int)lb->ld, beta, (double *)c, (int)ldc);
+}
+
+/* One GEMM per batch entry p in [begin, end): C[p] = A[p] B[p], A[p] at batch offset
+ * sum_d i_d sa[d] (elements) for p's index (i_0..) in bshape, likewise B. */
+typedef struct {
+    dt_dtype dt;
+    layout la, lb;
+    int64_t m, n, k;
+    int nbat;
+    int64_t bshape[DT_MAX_DIMS], sa[DT_MAX_DIMS], sb[DT_MAX_DIMS];
+    const char *a, *b;
+    char *out;
+} batch_job;
+
+static void batch_range(void *arg, int64_t begin, int64_t end, int tid)
+{
+    const batch_job *j = arg;
+    int64_t es = (int64_t)dt_dtype_size(j->dt);
+    (void)tid;
+    for (int64_t p = begin; p < end; p++) {
+        int64_t r = p, oa = 0, ob = 0;
+        for (int d = j->nbat - 1; d >= 0; d--) {
+            int64_t i = r % j->bshape[d];
+            r /= j->bshape[d];
+            oa += i * j->sa[d];
+            ob += i * j->sb[d];
+        }
+        gemm(j->dt, &j->la, &j->lb, j->m, j->n, j->k, j->a + oa * es, j->b + ob * es, j->out + p * j->m * j->n * es,
+             j->n, 0);
+    }
 }
 
 /* t itself (retained) when its last two dims suit BLAS, else a contiguous copy. */
@@ -98,30 +128,25 @@ static dt_tensor *matmul_native(const dt_tensor *a0, const dt_tensor *b0)
     layout la, lb;
     dt_tensor *a = blas_ready(a0, &la), *b = a ? blas_ready(b0, &lb) : NULL;
     if (!b) { dt_tensor_release(a); dt_tensor_release(out); return NULL; }
-    size_t es = dt_dtype_size(dt);
     bool b_batched = false;
     for (int d = 0; d < nb - 2; d++) b_batched |= b->shape[d] != 1;
     if (!b_batched && !la.trans && rows_fold(a, la.ld)) {
         gemm(dt, &la, &lb, batch * m, n, k, dt__ptr(a), dt__ptr(b), dt__ptr(out), n, 0);
     } else {
         /* Batch strides of a and b under broadcasting to bshape[0..nbat). */
-        int64_t sa[DT_MAX_DIMS] = {0}, sb[DT_MAX_DIMS] = {0};
+        batch_job j = { dt, la, lb, m, n, k, nbat, {0}, {0}, {0}, dt__ptr(a), dt__ptr(b), dt__ptr(out) };
         for (int d = 0; d < nbat; d++) {
             int da = d - (nbat - (na - 2)), db = d - (nbat - (nb - 2));
-            sa[d] = da >= 0 && a->shape[da] != 1 ? a->strides[da] : 0;
-            sb[d] = db >= 0 && b->shape[db] != 1 ? b->strides[db] : 0;
+            j.sa[d] = da >= 0 && a->shape[da] != 1 ? a->strides[da] : 0;
+            j.sb[d] = db >= 0 && b->shape[db] != 1 ? b->strides[db] : 0;
+            j.bshape[d] = bshape[d];
         }
-        for (int64_t p = 0; p < batch; p++) {
-            int64_t r = p, oa = 0, ob = 0;
-            for (int d = nbat - 1; d >= 0; d--) {
-                int64_t i = r % bshape[d];
-                r /= bshape[d];
-                oa += i * sa[d];
-                ob += i * sb[d];
-            }
-            gemm(dt, &la, &lb, m, n, k, dt__ptr(a) + oa * (int64_t)es, dt__ptr(b) + ob * (int64_t)es,
-                 dt__ptr(out) + p * m * n * (int64_t)es, n, 0);
-        }
+        /* Batch entries split over the pool when each GEMM is ours and too small to split
+         * itself (attention's per-head products); OpenBLAS is never called from the pool. */
+        bool par = dt == DT_F32 && batch >= 2 && m * n * k < ((int64_t)1 << 21) &&
+                   batch * m * n * k >= ((int64_t)1 << 21) && dt__sgemm_picks_ours(la.trans, lb.trans, m, n, k);
+        if (par) dt__parallel_for(batch, 1, batch_range, &j);
+        else batch_range(&j, 0, batch, 0);
     }
     dt_tensor_release(a);
     dt_tensor_release(b);

@@ -137,6 +137,22 @@ dt_tensor *dt__softmax(const dt_tensor *a, int dim, bool log);
 /* Backward from the output y and its gradient g. */
 dt_tensor *dt__softmax_bw(const dt_tensor *y, const dt_tensor *g, int dim, bool log);
 
+/* ---- k_sgemm.c: every f32 GEMM goes through dt__sgemm.
+ * Row-major, cblas_sgemm semantics: C (m, n) = alpha op(A) op(B) + beta C, op(A) (m, k)
+ * is A (m, k) with leading dimension lda, or A (k, m) read transposed when ta; likewise
+ * B with tb. C is not read when beta == 0 (NaN there is overwritten); A and B are not
+ * read when k == 0 or alpha == 0. Dimensions below 2^31. Picks our AVX-512 kernel or
+ * OpenBLAS by CPU and shape (docs/tensor.md "GEMM"). */
+void dt__sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+               const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* The same through our kernel whatever the shape (for tests and bench/gemm_bench);
+ * OpenBLAS when !dt__sgemm_ours_available() (no AVX-512 on this CPU or compiler). */
+void dt__sgemm_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                    const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+bool dt__sgemm_ours_available(void);
+/* Whether dt__sgemm runs our kernel for this shape. */
+bool dt__sgemm_picks_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k);
+
 /* ---- k_matmul.c */
 /* (..., m, k) x (..., k, n), both at least 2-D, batch dims broadcast. */
 dt_tensor *dt__matmul(const dt_tensor *a, const dt_tensor *b);

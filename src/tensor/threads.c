@@ -57,7 +57,13 @@ static int resize(int n)
     dt_threadpool_free(g_pool);
     g_pool = p;
     g_nthreads = n;
+#ifdef __SANITIZE_THREAD__
+    /* OpenBLAS's own threads synchronise in code TSan cannot see: every GEMM would
+     * be reported as a race. Under TSan it runs on the calling thread. */
+    openblas_set_num_threads(1);
+#else
     openblas_set_num_threads(n);
+#endif
     return 0;
 }
 

@@ -6,6 +6,9 @@
 #include <dtrain/util.h>
 
 #include <stdatomic.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
@@ -42,6 +45,17 @@ static void init_once(void)
     if (dt_param_int(DT_PARAM_ALLOC_FAIL_AT, &n) == 0 && n > 0) {
         atomic_store(&g_since, 0);
         atomic_store(&g_fail_at, n);
+    }
+    /* Each step frees and re-allocates the same large activation blocks. glibc serves
+     * blocks above 128 KiB..32 MiB (its dynamic threshold) with mmap and trims the
+     * heap on free, so every step page-faulted them in again: 40% of the CNN's CPU
+     * time was the kernel's. Keep them on the heap instead. */
+    int64_t keep = 0;
+    if (dt_param_int(DT_PARAM_ALLOC_KEEP_MB, &keep) == 0 && keep > 0) {
+#if defined(__GLIBC__)
+        mallopt(M_MMAP_THRESHOLD, (int)(keep << 20));
+        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
     }
     dt_clear_error();
 }

@@ -8,9 +8,10 @@
 #
 # A case passes at S steps when
 #   (1) err(torch, ours) <= 1e-4                                    (parity with torch's f32 run), or,
-#       for the cnn only, where torch's own f32 result already moves more than 1e-4 away from exact
-#       arithmetic (its first conv-weight gradients differ from float64 by ~1e-3 of their scale; Adam
-#       turns that into sign flips and 20 SGD steps amplify it through max-pool switches),
+#       for the cases allowed a fallback (cnn; mlp AdamW, which passes (1) here at 9.7e-5), where
+#       torch's own f32 result moves more than 1e-4 away from exact arithmetic (its first cnn
+#       conv-weight gradients differ from float64 by ~1e-3 of their scale; Adam turns such
+#       differences into sign flips and 20 SGD steps amplify them through max-pool switches),
 #   (2) err(f64, ours) <= max(1e-4, 1.5 * err(f64, torch)), f64 being the same training in float64
 #       from the same init (fmnist_f64.py): ours is about as close to the exact result as torch is
 #       (the 1.5 leaves room for the chaotic amplification, which is equal in size for both).
@@ -75,7 +76,7 @@ check() {  # name model steps fallback(0/1) flags...
 sgd=(--optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 5e-4 --no-shuffle)
 adamw=(--optimizer adamw --lr 1e-3 --weight-decay 0.01 --no-shuffle)
 check mlp_sgd mlp 20 0 "${sgd[@]}"
-check mlp_adamw mlp 20 0 "${adamw[@]}"
+check mlp_adamw mlp 20 1 "${adamw[@]}"   # 9.7e-5 here: Adam on near-zero gradients is as sensitive as for the cnn
 check mlp_sgd_shuffled mlp 20 0 --optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 5e-4 --seed 3 --batch-size 50
 for s in 1 20; do
   check cnn_sgd cnn $s 1 "${sgd[@]}"

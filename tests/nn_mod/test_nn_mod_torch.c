@@ -33,17 +33,20 @@ static const char *P(const char *name)
 static void pick_python(void)
 {
     if (dt_py_sh(DT_PY " -c 'import safetensors' >/dev/null 2>&1") == 0) return;
-    const char *venv = DT_BUILD_DIR "/py-safetensors";
-    if (dt_py_sh("%s/bin/python -c 'import torch, safetensors' >/dev/null 2>&1", venv) != 0) {
+    /* One pip attempt per build folder: a failure leaves a marker, so an offline machine
+     * does not wait for pip on every run (delete the marker to try again). */
+    const char *venv = DT_BUILD_DIR "/py-safetensors", *marker = DT_BUILD_DIR "/py-safetensors.unavailable";
+    if (dt_py_sh("%s/bin/python -c 'import torch, safetensors' >/dev/null 2>&1", venv) != 0 && access(marker, F_OK) != 0) {
         fprintf(stderr, "note: making %s with pip install safetensors\n", venv);
-        dt_py_sh("rm -rf %s && " DT_PY " -m venv --system-site-packages %s >/dev/null 2>&1 && "
-                 "timeout 180 %s/bin/pip install -q safetensors >/dev/null 2>&1", venv, venv, venv);
+        if (dt_py_sh("rm -rf %s && " DT_PY " -m venv --system-site-packages %s >/dev/null 2>&1 && timeout 120 %s/bin/pip "
+                     "install -q --timeout 15 --retries 1 safetensors >/dev/null 2>&1", venv, venv, venv) != 0)
+            dt_py_sh("touch %s", marker);
     }
     if (dt_py_sh("%s/bin/python -c 'import torch, safetensors' >/dev/null 2>&1", venv) == 0)
         snprintf(g_py, sizeof g_py, "%s/bin/python", venv);
     else
-        fprintf(stderr, "SKIP (part): the safetensors package is not importable and pip could not install it; "
-                        "only safetensors_min.py is compared\n");
+        fprintf(stderr, "SKIP (part): the safetensors package is not importable by " DT_PY " and pip could not install it "
+                        "(%s); only safetensors_min.py is compared\n", marker);
 }
 
 static void expect_close(dt_tensor *ours, const dt_st_tensor *ref, const char *what)

@@ -344,6 +344,76 @@ static void t_join(void)
     for (int n = 2; n <= 3; n++) DT_ASSERT_EQ(spawn_ranks(n, r_join, NULL, 0), 0);
 }
 
+/* dt_ddp_wrap over an nn module: 3 SGD steps with momentum through dt_module_slots
+ * equal one process on the concatenated batch; the grads go back to the module. */
+static dt_module *mlp(uint64_t seed)
+{
+    dt_rng g = dt_rng_make(seed, dt_rng_stream(DT_RNG_INIT, 0));
+    dt_module *l[] = {dt_nn_flatten(), dt_nn_linear(IN, HID, true, &g), dt_nn_relu(), dt_nn_linear(HID, OUT, true, &g)};
+    return dt_nn_sequential(4, l);
+}
+
+static dt_tensor *labels(int r, int s, int rows)
+{
+    dt_rng g = dt_rng_make(2000 + (uint64_t)s, (uint64_t)r);
+    return dt_rand_int(&g, 0, OUT, DT_I64, DT_SHAPE(rows));
+}
+
+static void r_module(int rank, int n, void *arg)
+{
+    (void)arg;
+    dt_pg *pg = test_pg(rank, n, 60000);
+    DT_ASSERT(pg);
+    dt_module *m = mlp(80 + (uint64_t)rank), *ref = mlp(80);
+    dt_ddp *d = dt_ddp_wrap(m, pg, NULL);
+    DT_ASSERT_MSG(d, "%s", dt_last_error());
+    DT_ASSERT(dt_ddp_module(d) == m);
+    size_t ns, nr;
+    const dt_param_slot *sl = dt_module_slots(m, &ns);
+    const dt_param_slot *sr = dt_module_slots(ref, &nr);
+    dt_sgd_opts so = DT_SGD_OPTS_INIT;
+    so.lr = 0.1;
+    so.momentum = 0.9;
+    dt_optim *om = dt_optim_sgd(sl, ns, so), *or = dt_optim_sgd(sr, nr, so);
+    DT_ASSERT(om && or);
+    for (int s = 0; s < 3; s++) {
+        DT_SCOPE {
+            dt_optim_zero_grad(om);
+            DT_ASSERT_OK(dt_backward(dt_cross_entropy(dt_ddp_forward(d, batch(rank, s, B)), labels(rank, s, B))));
+            DT_ASSERT_OK(dt_optim_step(om));
+        }
+        DT_SCOPE {
+            dt_tensor *xs[8], *ys[8];
+            for (int r = 0; r < n; r++) xs[r] = batch(r, s, B), ys[r] = labels(r, s, B);
+            dt_optim_zero_grad(or);
+            DT_ASSERT_OK(dt_backward(dt_cross_entropy(dt_module_forward(ref, dt_cat(xs, n, 0)), dt_cat(ys, n, 0))));
+            DT_ASSERT_OK(dt_optim_step(or));
+        }
+    }
+    size_t np;
+    const dt_named_param *pm = dt_module_params(m, &np), *pr = dt_module_params(ref, &np);
+    for (size_t i = 0; i < np; i++) {
+        double e = max_rel(pm[i].param, pr[i].param);
+        DT_ASSERT_MSG(e <= 2e-6, "%s: rel err %g", pm[i].name, e);
+    }
+    float g0 = sl[0].grad[0];
+    dt_ddp_free(d);
+    int64_t cnt;
+    float *gb = dt_module_grad_buffer(m, &cnt);
+    DT_ASSERT(gb != NULL);
+    DT_ASSERT_EQ(gb[dt_module_params(m, &np)[0].offset], g0);   /* values kept, back in the module */
+    dt_optim_free(om);
+    dt_optim_free(or);
+    dt_module_free(m);
+    dt_module_free(ref);
+    dt_destroy_process_group(pg);
+}
+
+static void t_module(void)
+{
+    for (int n = 1; n <= 3; n++) DT_ASSERT_EQ(spawn_ranks(n, r_module, NULL, 0), 0);
+}
+
 int main(void)
 {
     DT_RUN(t_equivalence);
@@ -354,5 +424,6 @@ int main(void)
     DT_RUN(t_mismatch);
     DT_RUN(t_buffers);
     DT_RUN(t_join);
+    DT_RUN(t_module);
     return DT_TEST_END();
 }
