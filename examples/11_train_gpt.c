@@ -21,9 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 typedef struct {
     const char *init, *save, *data, *order;
@@ -101,14 +98,6 @@ int main(int argc, char **argv)
 {
     args a;
     if (parse(argc, argv, &a)) return 2;
-#if defined(__GLIBC__)
-    /* Every step frees and re-allocates the same activation blocks (up to B*T*4E floats,
-     * 4 MiB at the defaults). glibc serves blocks that large with mmap and unmaps them at
-     * free, so each step would page-fault them in again; keep blocks up to 32 MiB (glibc's
-     * maximum) on the heap and do not trim it, as 10_train_fmnist does. */
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-#endif
     const int64_t world = 1, rank = 0;
     const int64_t B = a.batch, T = a.block;
     dt_tokens *data = NULL;
