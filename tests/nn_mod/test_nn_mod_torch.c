@@ -4,13 +4,15 @@
  * venv in the build folder that this test makes with pip; skipped with the reason printed
  * when neither works); torch's forward on the loaded weights equals ours; models
  * initialised and saved by torch (both writers) load here and give torch's outputs; and the
- * GPT of torch_gpt_ddp.py, written here as custom Block/GPT modules, loads into torch's GPT
+ * GPT of torch_gpt_ddp.py, as custom Block/GPT modules (examples/gpt_model.h, the model of
+ * examples/11_train_gpt.c), loads into torch's GPT
  * class with strict=True and gives torch's logits, loss and every parameter's gradient
  * (read from our flat gradient buffer).
  * Tolerance for forward outputs: |a - b| <= 1e-5 * max(1, |b|) (different GEMM orders). */
 #include "dt_test.h"
 #include "dt_python.h"
 #include "nn_mod/models.h"
+#include "gpt_model.h"   /* examples/: the GPT of examples/11_train_gpt.c */
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -131,72 +133,22 @@ static void t_torch_interop(void)
     dt_module_free(ours[1]);
 }
 
-/* The GPT of torch_gpt_ddp.py written as custom modules, with torch's names. */
-typedef struct {
-    int64_t L, H, E, T;
-} gpt_cfg;
-
-static dt_tensor *block_fwd(dt_module *self, dt_tensor *x, void *ctx)
-{
-    const gpt_cfg *c = ctx;
-    int64_t B = dt_tensor_size(x, 0), T = dt_tensor_size(x, 1), E = c->E, H = c->H;
-    dt_tensor *qkv[3];
-    dt_tensor *h = dt_module_forward(dt_module_child(self, "qkv"), dt_module_forward(dt_module_child(self, "ln1"), x));
-    if (!h || dt_split(h, E, 2, qkv, 3) != 3) return NULL;
-    for (int i = 0; i < 3; i++) qkv[i] = dt_transpose(dt_view(qkv[i], DT_SHAPE(B, T, H, E / H)), 1, 2);
-    dt_tensor *att = dt_sdpa(qkv[0], qkv[1], qkv[2], true, 0.0);
-    x = dt_add(x, dt_module_forward(dt_module_child(self, "proj"), dt_reshape(dt_transpose(att, 1, 2), DT_SHAPE(B, T, E))));
-    dt_tensor *f = dt_gelu(dt_module_forward(dt_module_child(self, "fc"), dt_module_forward(dt_module_child(self, "ln2"), x)),
-                           DT_GELU_ERF);
-    return dt_add(x, dt_module_forward(dt_module_child(self, "out"), f));
-}
-
-static dt_tensor *gpt_fwd(dt_module *self, dt_tensor *idx, void *ctx)
-{
-    (void)ctx;
-    dt_tensor *pos = dt_arange(DT_I64, 0, (double)dt_tensor_size(idx, 1), 1);
-    dt_tensor *x = dt_add(dt_module_forward(dt_module_child(self, "tok"), idx), dt_module_forward(dt_module_child(self, "pos"), pos));
-    x = dt_module_forward(dt_module_child(self, "blocks"), x);
-    return dt_module_forward(dt_module_child(self, "head"), dt_module_forward(dt_module_child(self, "ln"), x));
-}
-
-static dt_module *make_gpt(gpt_cfg *c, dt_rng *g)
-{
-    int64_t E = c->E;
-    dt_module *blocks[8];
-    for (int i = 0; i < c->L; i++) {
-        dt_module *b = blocks[i] = dt_module_new("Block", block_fwd, c, NULL);
-        dt_module_add_child(b, "ln1", dt_nn_layer_norm(E, 1e-5));
-        dt_module_add_child(b, "ln2", dt_nn_layer_norm(E, 1e-5));
-        dt_module_add_child(b, "qkv", dt_nn_linear(E, 3 * E, true, g));
-        dt_module_add_child(b, "proj", dt_nn_linear(E, E, true, g));
-        dt_module_add_child(b, "fc", dt_nn_linear(E, 4 * E, true, g));
-        dt_module_add_child(b, "out", dt_nn_linear(4 * E, E, true, g));
-    }
-    dt_module *m = dt_module_new("GPT", gpt_fwd, c, NULL);
-    dt_module_add_child(m, "tok", dt_nn_embedding(256, E, g));
-    dt_module_add_child(m, "pos", dt_nn_embedding(c->T, E, g));
-    dt_module_add_child(m, "blocks", dt_nn_sequential((int)c->L, blocks));
-    dt_module_add_child(m, "ln", dt_nn_layer_norm(E, 1e-5));
-    dt_module_add_child(m, "head", dt_nn_linear(E, 256, false, g));
-    return m;
-}
-
 static void t_gpt_custom_modules(void)
 {
-    gpt_cfg c = {2, 2, 16, 8};
+    gpt_config c = {.layers = 2, .heads = 2, .embd = 16, .block_size = 8};
     dt_rng g = dt_rng_make(5, dt_rng_stream(DT_RNG_INIT, 0));
-    dt_module *m = make_gpt(&c, &g);
+    dt_module *m = gpt_new(&c, &g);
+    DT_ASSERT_MSG(m, "%s", dt_last_error());
     size_t n;
     const dt_named_param *p = dt_module_params(m, &n);
     DT_ASSERT_MSG(p, "%s", dt_last_error());
-    DT_ASSERT_EQ(n, 2 + 12 * c.L + 3);
+    DT_ASSERT_EQ(n, 2 + 12 * c.layers + 3);
     DT_ASSERT_OK(dt_module_save(m, P("gpt.safetensors")));
-    dt_tensor *x = dt_rand_int(&g, 0, 256, DT_I64, DT_SHAPE(3, c.T)), *y = dt_rand_int(&g, 0, 256, DT_I64, DT_SHAPE(3, c.T));
+    dt_tensor *x = dt_rand_int(&g, 0, 256, DT_I64, DT_SHAPE(3, c.block_size)), *y = dt_rand_int(&g, 0, 256, DT_I64, DT_SHAPE(3, c.block_size));
     dt_st_entry e[2] = {{"x", DT_I64, 2, dt_tensor_shape(x), dt_tensor_data(x)}, {"y", DT_I64, 2, dt_tensor_shape(y), dt_tensor_data(y)}};
     DT_ASSERT_OK(dt_st_write(P("gpt_io.safetensors"), e, 2, NULL, 0));
     int rc = dt_py_sh(DT_PY " " DT_SRC_DIR "/tests/nn_mod/gpt_ref.py " DT_SHARED_BENCH " %s %lld %lld %lld %lld", g_dir,
-                      (long long)c.L, (long long)c.H, (long long)c.E, (long long)c.T);
+                      (long long)c.layers, (long long)c.heads, (long long)c.embd, (long long)c.block_size);
     DT_ASSERT_MSG(rc == 0, "gpt_ref.py failed (%d): torch's strict load_state_dict refused our GPT", rc);
     dt_st_file *out = dt_st_open(P("gpt_out.safetensors"));
     DT_ASSERT_MSG(out, "%s", dt_last_error());
