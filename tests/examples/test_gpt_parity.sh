@@ -34,13 +34,20 @@ field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" "$1"; }   # file key
 cmpf() { $py "$here/gpt_compare.py" "$bench" "$1" "$2"; }
 get() { echo "$1" | sed -n "s/.*$2=\([^ ]*\).*/\1/p"; }   # compare-line key
 
+W=1      # ranks: torch by launch_torch.sh W, ours by dtrun --nproc_per_node=W (DDP on both sides)
+ours() {
+  if [ "$W" = 1 ]; then "$build/bin/train_gpt" "$@"
+  else "$build/bin/dtrun" --standalone --nproc_per_node="$W" "$build/bin/train_gpt" "$@" | sed 's/^\[[0-9]*\]: //'; fi
+}
+
 check() {  # name steps lr flags...
   local name=$1 steps=$2 lr=$3; shift 3
+  [ "$W" = 1 ] || name=$name.world$W
   local d=$tmp/$name; mkdir -p "$d"
   "$build/bin/train_gpt" --steps 0 --save "$d/A.safetensors" "$@" > "$d/init.out" 2>&1 || { cat "$d/init.out"; echo "FAIL $name: init"; fails=$((fails+1)); return; }
-  OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" 1 "$bench/torch_gpt_ddp.py" --steps "$steps" --lr "$lr" \
+  OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" "$W" "$bench/torch_gpt_ddp.py" --steps "$steps" --lr "$lr" \
       --init "$d/A.safetensors" --save "$d/B.safetensors" "$@" > "$d/torch.out" 2>&1 || { cat "$d/torch.out"; echo "FAIL $name: torch run"; fails=$((fails+1)); return; }
-  "$build/bin/train_gpt" --steps "$steps" --lr "$lr" --init "$d/A.safetensors" --save "$d/C.safetensors" "$@" \
+  ours --steps "$steps" --lr "$lr" --init "$d/A.safetensors" --save "$d/C.safetensors" "$@" \
       > "$d/ours.out" 2>&1 || { cat "$d/ours.out"; echo "FAIL $name: our run"; fails=$((fails+1)); return; }
   echo "== $name: --steps $steps --lr $lr $*"
   echo "  torch: $(grep RESULT "$d/torch.out")"
@@ -61,6 +68,8 @@ check() {  # name steps lr flags...
   else echo "FAIL $name: k thirds of qkv.bias: max|torch - ours| = $ka > 0.05 * lr * steps = $kb"; ok=0; fi
   if le "$e" 1e-4; then
     echo "  err(torch, ours) = $e <= 1e-4 (worst: $(get "$c" at))"
+  elif [ "$W" != 1 ]; then
+    echo "FAIL $name: err(torch, ours) = $e > 1e-4 (no f64 replica for DDP runs)"; ok=0
   else
     OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" 1 "$here/run_f64.py" "$bench/torch_gpt_ddp.py" --steps "$steps" --lr "$lr" \
         --init "$d/A.safetensors" --save "$d/D.safetensors" "$@" > "$d/f64.out" 2>&1 || { cat "$d/f64.out"; echo "FAIL $name: f64 run"; fails=$((fails+1)); return; }
@@ -80,5 +89,8 @@ small=(--layers 2 --heads 4 --embd 64 --block-size 64 --batch-size 8)
 check small_sequential 20 1e-3 "${small[@]}" --data-order sequential
 check full_sequential 3 1e-3 --data-order sequential
 check small_random 10 1e-3 "${small[@]}" --data-order random --seed 2
+# DDP: 2 and 3 ranks against torch's DDP, each rank's own data order
+W=2 check small_sequential 20 1e-3 "${small[@]}" --data-order sequential
+W=3 check small_random 10 1e-3 "${small[@]}" --data-order random --seed 2
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]
