@@ -118,5 +118,6 @@ typedef struct dt__backend_ops {
 const dt__backend_ops *dt__backend_find(const char *name);
 
 extern const dt__backend_ops dt__backend_shm;
+extern const dt__backend_ops dt__backend_tcp;
 
 #endif /* DTRAIN_DIST_BACKEND_H */
