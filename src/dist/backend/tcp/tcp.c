@@ -38,6 +38,7 @@ static int tcp_create(const dt__backend_init *init, void **state)
     t->wake[0] = t->wake[1] = -1;
     snprintf(t->group, sizeof t->group, "%s", init->group_name);
     t->op = "init";
+    t->store = init->store;
     pthread_mutex_init(&t->mu, NULL);
     int rc = 0;
     t->peers = dt_calloc((size_t)t->size, sizeof *t->peers, DT_MEM_COMM);

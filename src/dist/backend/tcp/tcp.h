@@ -29,8 +29,13 @@
  * erroring, a deadline, a mismatch, abort()) is recorded in fail_code and
  * fail_msg; it is sent as an ABORT frame to every peer whose connection is at
  * a frame boundary, then every connection is shut for writing, so the peers
- * fail at once with the same message (or, where the frame could not go, with
- * this rank closing its connection). Every later op returns the record. */
+ * fail at once with the same message. Before that the record is also
+ * offered to the group's store ("tcp/fail", compare-and-set: the first rank
+ * to fail wins and every later one adopts the winner's record), because a
+ * connection in the middle of a frame cannot carry an ABORT frame: a peer that
+ * then sees only the connection close adopts the stored record, written
+ * before the close, and so names the rank that really failed rather than the
+ * one that hung up on it. Every later op returns the record. */
 #ifndef DTRAIN_DIST_TCP_H
 #define DTRAIN_DIST_TCP_H
 
@@ -108,6 +113,7 @@ typedef struct {
     dt__tcp_xfer *any;           /* posted any-source receives */
     const char *op;              /* the op running, for messages */
     uint64_t seq;
+    dt_store *store;             /* the group's (borrowed): the failure record's second copy */
     char *tmp;                   /* scratch of the large algorithms */
     size_t tmp_bytes;
 } dt__tcp;

@@ -4,11 +4,13 @@
  * spread it (the scheme is described in tcp.h). Knows no algorithm. */
 #define _GNU_SOURCE
 #include "dist/backend/tcp/tcp.h"
+#include "dist/dist_internal.h"
 #include "dist/net.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -84,6 +86,42 @@ static bool record(dt__tcp *t, int code, const char *msg)
     return true;
 }
 
+/* The stored record: code, rank, op sequence number, message. */
+typedef struct {
+    int32_t code;
+    uint32_t rank;
+    uint64_t seq;
+    char msg[DT__TCP_MSG_CAP];
+} stored_fail;
+
+/* Offer our record to the store; adopt the one already there, if any. */
+static void publish(dt__tcp *t)
+{
+    if (!t->store) return;
+    stored_fail mine = {.code = atomic_load(&t->fail_code), .rank = (uint32_t)t->rank, .seq = t->seq};
+    snprintf(mine.msg, sizeof mine.msg, "%s", t->fail_msg);
+    size_t len = offsetof(stored_fail, msg) + strlen(mine.msg);
+    void *cur = NULL;
+    size_t cur_len = 0;
+    pthread_mutex_lock(&dt__store_mu);
+    int rc = dt_store_compare_set(t->store, "tcp/fail", NULL, 0, &mine, len, &cur, &cur_len);
+    pthread_mutex_unlock(&dt__store_mu);
+    if (rc < 0) {
+        dt_clear_error();
+        return;
+    }
+    stored_fail theirs = {0};
+    if (cur && cur_len >= offsetof(stored_fail, msg) && cur_len <= sizeof theirs &&
+        !(cur_len == len && memcmp(cur, &mine, len) == 0)) {
+        memcpy(&theirs, cur, cur_len);
+        int code = theirs.code < 0 && theirs.code >= -64 ? theirs.code : DT_EPEER;
+        atomic_store(&t->fail_code, code);
+        snprintf(t->fail_msg, sizeof t->fail_msg, "%.400s (recorded by rank %u in its op #%llu)", theirs.msg,
+                 (unsigned)theirs.rank, (unsigned long long)theirs.seq);
+    }
+    dt_free(cur);
+}
+
 int dt__tcp_fail(dt__tcp *t, int code, uint64_t missing, const char *fmt, ...)
 {
     if (!atomic_load(&t->fail_code)) {
@@ -95,6 +133,7 @@ int dt__tcp_fail(dt__tcp *t, int code, uint64_t missing, const char *fmt, ...)
         missing_list(missing, ranks, sizeof ranks);
         snprintf(full, sizeof full, "%s%s%s", msg, ranks[0] ? "; ranks that did not take part: " : "", ranks);
         if (record(t, code, full)) {
+            publish(t);
             dt__tcp_tell_peers(t);
             dt__tcp_drop_queues(t);
         }
