@@ -10,10 +10,12 @@
  * chunk j owned by rank j, and every chunk into segments of DT__TCP_SEG
  * bytes. Reduce-scatter: for segment s, each rank sends segment s of chunk j
  * to rank j (for every j) and receives segment s of its own chunk from every
- * peer into scratch (two sets, so segment s+1 arrives while s is reduced);
+ * peer into scratch (DT__TCP_DEPTH sets, so later segments arrive while s is
+ * reduced);
  * it then reduces the n contributions in rank order (dt__reduce_n) into its
  * chunk of the output. All-gather: as soon as a segment is reduced it goes to
- * every peer, straight into their outputs (reduce: to root only). Each rank
+ * every peer, straight into their outputs (reduce: to root only), where
+ * receives for all of them were posted at the start. Each rank
  * sends and receives 2(n-1)/n of the message, as in a ring, in 2 steps
  * instead of 2(n-1); and because each chunk is reduced by one rank from the
  * inputs in rank order, every rank ends with identical bytes that are also the
@@ -83,7 +85,7 @@ static int rsag(dt__tcp *t, const dt__coll *c, uint64_t fp, const char *const *s
         if (cnt[j] > maxc) maxc = cnt[j];
     size_t nseg = (maxc + segel - 1) / segel;
     if (nseg == 0) return 0;
-    char *tmp = dt__tcp_scratch(t, 2 * (size_t)n * DT__TCP_SEG);
+    char *tmp = dt__tcp_scratch(t, DT__TCP_DEPTH * (size_t)n * DT__TCP_SEG);
     dt__tcp_xfer *x = dt_alloc(4 * nseg * (size_t)n * sizeof *x, DT_MEM_COMM);
     const void *insl[DT__TCP_STACK_RANKS], **ins = n <= DT__TCP_STACK_RANKS ? insl : dt_alloc((size_t)n * sizeof *ins, DT_MEM_COMM);
     if (!tmp || !x || !ins) {
@@ -93,36 +95,42 @@ static int rsag(dt__tcp *t, const dt__coll *c, uint64_t fp, const char *const *s
     for (size_t i = 0; i < 4 * nseg * (size_t)n; i++) x[i].complete = true;
     dt__tcp_xfer *rs_s = x, *rs_r = x + nseg * n, *ag_s = x + 2 * nseg * n, *ag_r = x + 3 * nseg * n;
     int root = c->root;
-    for (size_t s = 0; s <= nseg; s++) {
-        if (s < nseg) {
+    /* every all-gather receive goes straight to its place: post them all now */
+    for (size_t p = 0; p < nseg && mode != AG_NONE; p++)
+        for (int j = 0; j < n; j++) {
+            size_t mj = seglen(cnt[j], p, segel);
+            if (j == me || !mj || !(mode == AG_ALL || me == root)) continue;
+            dt__tcp_frame f = dt__tcp_coll_frame(c, fp, STEP(2, p), mj * esz);
+            dt__tcp_post_recv(t, &ag_r[p * n + j], j, &f, ag[j] + p * segel * esz, mj * esz);
+        }
+    for (size_t s = 0; s < nseg + DT__TCP_DEPTH; s++) {
+        if (s < nseg) { /* segment s of the reduce-scatter into scratch set s % DT__TCP_DEPTH */
             size_t mine = seglen(cnt[me], s, segel);
+            char *set = tmp + (s % DT__TCP_DEPTH) * n * (size_t)DT__TCP_SEG;
             for (int j = 0; j < n; j++) {
                 if (j == me) continue;
                 size_t m = seglen(cnt[j], s, segel);
                 dt__tcp_frame f = dt__tcp_coll_frame(c, fp, STEP(1, s), m * esz);
                 if (m) dt__tcp_post_send(t, &rs_s[s * n + j], j, &f, src[j] + s * segel * esz, m * esz);
                 f.len = mine * esz;
-                if (mine)
-                    dt__tcp_post_recv(t, &rs_r[s * n + j], j, &f, tmp + ((s & 1) * n + (size_t)j) * DT__TCP_SEG, mine * esz);
+                if (mine) dt__tcp_post_recv(t, &rs_r[s * n + j], j, &f, set + (size_t)j * DT__TCP_SEG, mine * esz);
             }
         }
-        if (s == 0) continue;
-        size_t p = s - 1, m = seglen(cnt[me], p, segel);
+        if (s + 1 < DT__TCP_DEPTH) continue;
+        size_t p = s + 1 - DT__TCP_DEPTH; /* the oldest segment in flight: reduce it, send it on */
+        if (p >= nseg) continue;
+        size_t m = seglen(cnt[me], p, segel);
         if (m) {
+            char *set = tmp + (p % DT__TCP_DEPTH) * n * (size_t)DT__TCP_SEG;
             DT_CHECK_GOTO(dt__tcp_wait(t, &rs_r[p * n], n, c->deadline_ns), rc, out);
-            for (int j = 0; j < n; j++)
-                ins[j] = j == me ? src[me] + p * segel * esz : tmp + ((p & 1) * n + (size_t)j) * DT__TCP_SEG;
+            for (int j = 0; j < n; j++) ins[j] = j == me ? src[me] + p * segel * esz : set + (size_t)j * DT__TCP_SEG;
             dt__reduce_n(out + p * segel * esz, (const void *const *)ins, n, m, c->dtype, c->redop, c->premul);
         }
-        if (mode == AG_NONE) continue;
+        if (mode == AG_NONE || !m) continue;
         for (int j = 0; j < n; j++) {
-            if (j == me) continue;
-            bool to_j = mode == AG_ALL || j == root, from_j = mode == AG_ALL || me == root;
+            if (j == me || !(mode == AG_ALL || j == root)) continue;
             dt__tcp_frame f = dt__tcp_coll_frame(c, fp, STEP(2, p), m * esz);
-            if (to_j && m) dt__tcp_post_send(t, &ag_s[p * n + j], j, &f, out + p * segel * esz, m * esz);
-            size_t mj = seglen(cnt[j], p, segel);
-            f.len = mj * esz;
-            if (from_j && mj) dt__tcp_post_recv(t, &ag_r[p * n + j], j, &f, ag[j] + p * segel * esz, mj * esz);
+            dt__tcp_post_send(t, &ag_s[p * n + j], j, &f, out + p * segel * esz, m * esz);
         }
     }
     rc = dt__tcp_wait_all(t, c->deadline_ns);

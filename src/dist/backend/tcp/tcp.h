@@ -17,9 +17,10 @@
  * owned by the caller, alive until complete) and waits on some of them; a
  * single poll() loop moves every posted transfer of every peer at once, so
  * pipelined segments and exchanges in both directions cannot deadlock. Per
- * peer, sends go out in the order posted; an arriving frame goes to the first
- * posted receive of its type (COLL or P2P) from that peer, streaming straight
- * into the caller's buffer; a frame nobody has asked for yet (p2p data that
+ * peer, sends go out in the order posted; an arriving COLL frame goes to the
+ * receive posted for its op and step from that peer, a P2P frame to the first
+ * P2P receive posted for that peer, streaming straight into the caller's
+ * buffer; a frame nobody has asked for yet (p2p data that
  * arrives during a collective, a peer already in the next collective) is read
  * into a buffer on the peer's `unexpected` list and taken by the next receive
  * posted for it. A receive from any source takes the first p2p frame, from any
@@ -47,7 +48,8 @@
 #define DT__TCP_HELLO_MAGIC 0x64747463u  /* "dttc" */
 #define DT__TCP_FRAME_MAGIC 0x64746672u  /* "dtfr" */
 #define DT__TCP_VERSION 1u
-#define DT__TCP_SEG (1u << 20)           /* bytes per segment of the large algorithms */
+#define DT__TCP_SEG (256u << 10)         /* bytes per segment of the large algorithms */
+#define DT__TCP_DEPTH 4                  /* reduce-scatter segments in flight */
 #define DT__TCP_SMALL (64u << 10)        /* all_reduce up to here: everyone sends everyone its input */
 #define DT__TCP_MSG_CAP 512
 

@@ -215,12 +215,29 @@ static void append(dt__tcp_xfer **head, dt__tcp_xfer **tail, dt__tcp_xfer *x)
     *tail = x;
 }
 
-/* The first message of type `type` in j's unexpected list (and its predecessor). */
-static dt__tcp_msg *first_msg(dt__tcp_peer *p, int type, dt__tcp_msg **prev)
+/* Whether receive x takes frame f: a COLL receive the frame of its op and
+ * step (the steps of one op may arrive in any order), a P2P receive the next
+ * P2P frame. */
+static bool takes(const dt__tcp_xfer *x, const dt__tcp_frame *f)
+{
+    if (x->f.type != f->type) return false;
+    return f->type != DT__TCP_F_COLL || (f->seq == x->f.seq && f->step == x->f.step);
+}
+
+/* A COLL frame of x's op that disagrees with x on what the op is. */
+static bool conflicts(const dt__tcp_xfer *x, const dt__tcp_frame *f)
+{
+    const dt__tcp_frame *w = &x->f;
+    return f->type == DT__TCP_F_COLL && w->type == DT__TCP_F_COLL && f->seq == w->seq &&
+           (f->kind != w->kind || f->dtype != w->dtype || f->redop != w->redop || f->tag != w->tag || f->fp != w->fp);
+}
+
+/* The first message in j's unexpected list that x takes (and its predecessor). */
+static dt__tcp_msg *first_msg(dt__tcp_peer *p, const dt__tcp_xfer *x, dt__tcp_msg **prev)
 {
     *prev = NULL;
     for (dt__tcp_msg *m = p->uq; m; *prev = m, m = m->next)
-        if (m->f.type == type) return m;
+        if (takes(x, &m->f)) return m;
     return NULL;
 }
 
@@ -273,6 +290,23 @@ void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_fram
     append(&p->sq, &p->sq_tail, x);
 }
 
+/* If j's frame being read right now is an unexpected one that x would take
+ * (it comes before anything posted later), let x take it over. */
+static bool take_inflight(dt__tcp *t, int j, dt__tcp_xfer *x, bool any)
+{
+    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_msg *m = p->rmsg;
+    if (!m || p->rf_got < sizeof p->rf || !takes(x, &m->f)) return false;
+    if (any && !(m->f.tag == x->f.tag && m->f.len == x->len)) return false;
+    if (!any && check_frame(t, j, &m->f, x) < 0) return true; /* failed: recorded */
+    if (p->r_done) memcpy(x->buf, m->data, p->r_done);
+    dt_free(m);
+    p->rmsg = NULL;
+    p->rx = x;
+    x->source = j;
+    return true;
+}
+
 void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, void *buf, size_t len)
 {
     xfer_init(x, peer, false, f, buf, len);
@@ -281,10 +315,11 @@ void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_fram
     if (peer == DT_ANY_SOURCE) {
         for (int j = 0; j < t->size; j++) {
             dt__tcp_peer *p = &t->peers[j];
-            if ((m = first_msg(p, DT__TCP_F_P2P, &prev)) && m->f.tag == x->f.tag && m->f.len == len) {
+            if ((m = first_msg(p, x, &prev)) && m->f.tag == x->f.tag && m->f.len == len) {
                 take_msg(p, m, prev, x, j);
                 return;
             }
+            if (!m && take_inflight(t, j, x, true)) return;
         }
         dt__tcp_xfer *tail = t->any;
         while (tail && tail->next) tail = tail->next;
@@ -292,11 +327,17 @@ void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_fram
         return;
     }
     dt__tcp_peer *p = &t->peers[peer];
-    if ((m = first_msg(p, f->type, &prev))) {
+    if ((m = first_msg(p, x, &prev))) {
         if (check_frame(t, peer, &m->f, x) < 0) return;
         take_msg(p, m, prev, x, peer);
         return;
     }
+    for (m = p->uq; m; m = m->next)
+        if (conflicts(x, &m->f)) {
+            check_frame(t, peer, &m->f, x);
+            return;
+        }
+    if (take_inflight(t, peer, x, false)) return;
     append(&p->rq, &p->rq_tail, x);
 }
 
@@ -388,11 +429,14 @@ static int dispatch(dt__tcp *t, int j)
                             (unsigned long long)f->len);
     dt__tcp_xfer *x = NULL;
     if (f->type == DT__TCP_F_COLL || f->type == DT__TCP_F_P2P) {
-        for (x = p->rq; x && x->f.type != f->type; x = x->next) {}
+        for (x = p->rq; x && !takes(x, f); x = x->next) {}
         if (x) {
             DT_CHECK(check_frame(t, j, f, x));
             unlink_xfer(&p->rq, &p->rq_tail, x);
-        } else if (f->type == DT__TCP_F_P2P) {
+        } else if (f->type == DT__TCP_F_COLL) {
+            for (dt__tcp_xfer *y = p->rq; y; y = y->next)
+                if (conflicts(y, f)) return check_frame(t, j, f, y);
+        } else {
             for (x = t->any; x && !(x->f.tag == f->tag && x->len == f->len); x = x->next) {}
             if (x) unlink_xfer(&t->any, NULL, x);
         }
