@@ -5,9 +5,9 @@
  * (DT_EABORTED), a rank that never comes (DT_ETIMEOUT naming it), different
  * counts (DT_EMISMATCH on both), and send/recv: a ring exchange of large
  * messages in one batch, tags, any-source receives, a message sent before a
- * collective and received after it, a message to self. */
+ * collective and received after it, a message to self; a subgroup; abort
+ * while an asynchronous op is in flight on the group's thread. */
 #include "spawn.h"
-#include "values.h"
 
 #include <pthread.h>
 
@@ -77,6 +77,57 @@ static void abort_one(int rank, int n, void *arg)
 }
 
 static void t_abort(void) { DT_ASSERT_EQ(spawn_ranks(3, abort_one, NULL, 0), 0); }
+
+/* Rank 1's asynchronous all_reduce waits for rank 0 (which comes late) on
+ * the group's thread when rank 1 aborts from its main thread. */
+static void abort_inflight(int rank, int n, void *arg)
+{
+    (void)arg;
+    dt_pg *pg = test_pg(rank, n, GROUP_TIMEOUT_MS);
+    DT_ASSERT_MSG(pg, "init: %s", dt_last_error());
+    float x[1000] = {0};
+    if (rank == 1) {
+        dt_work *w = NULL;
+        DT_ASSERT_OK(dt_pg_allreduce(pg, x, x, 1000, DT_F32, DT_RED_SUM, NULL, &w));
+        dt_sleep_ms(200);
+        dt_pg_abort(pg);
+        int rc = dt_work_wait(w, -1);
+        DT_ASSERT_MSG(rc == DT_EABORTED || rc == DT_ESTATE, "rank 1: the work ended with %s: %s", dt_strerror(rc),
+                      dt_last_error());
+        dt_work_free(w);
+    } else {
+        dt_sleep_ms(1500);
+        int rc = dt_pg_allreduce(pg, x, x, 1000, DT_F32, DT_RED_SUM, NULL, NULL);
+        DT_ASSERT_MSG(rc == DT_EABORTED, "rank 0 got %s: %s", dt_strerror(rc), dt_last_error());
+    }
+    dt_destroy_process_group(pg);
+}
+
+static void t_abort_inflight(void) { DT_ASSERT_EQ(spawn_ranks(2, abort_inflight, NULL, 0), 0); }
+
+/* A subgroup of the upper ranks, its own collectives, the world's after. */
+static void subgroup(int rank, int n, void *arg)
+{
+    (void)arg;
+    dt_pg *pg = test_pg(rank, n, GROUP_TIMEOUT_MS);
+    DT_ASSERT_MSG(pg, "init: %s", dt_last_error());
+    int ranks[3] = {1, 2, 3};
+    dt_pg *sub = dt_new_group(pg, ranks, n - 1, NULL);
+    DT_ASSERT_MSG(sub, "new_group: %s", dt_last_error());
+    int64_t v = rank;
+    if (dt_pg_is_member(sub)) {
+        DT_ASSERT_OK(dt_pg_allreduce(sub, &v, &v, 1, DT_I64, DT_RED_SUM, NULL, NULL));
+        DT_ASSERT_EQ(v, (int64_t)n * (n - 1) / 2);
+        DT_ASSERT_OK(dt_pg_barrier(sub, NULL, NULL));
+    }
+    v = rank;
+    DT_ASSERT_OK(dt_pg_allreduce(pg, &v, &v, 1, DT_I64, DT_RED_MAX, NULL, NULL));
+    DT_ASSERT_EQ(v, n - 1);
+    dt_destroy_process_group(sub);
+    dt_destroy_process_group(pg);
+}
+
+static void t_subgroup(void) { DT_ASSERT_EQ(spawn_ranks(4, subgroup, NULL, 0), 0); }
 
 static void absent(int rank, int n, void *arg)
 {
@@ -185,6 +236,8 @@ int main(int argc, char **argv)
     DT_RUN(t_mismatch);
     DT_RUN(t_timeout);
     DT_RUN(t_abort);
+    DT_RUN(t_abort_inflight);
+    DT_RUN(t_subgroup);
     DT_RUN(t_kill3);
     DT_RUN(t_kill4);
     return DT_TEST_END();

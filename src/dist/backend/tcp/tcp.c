@@ -96,6 +96,7 @@ static int enter(dt__tcp *t, const char *op, uint64_t seq)
     int rc = dt__tcp_check(t);
     if (rc == 0 && atomic_load(&t->abort_req))
         rc = dt__tcp_fail(t, DT_EABORTED, 0, "rank %d aborted group '%s'", t->rank, t->group);
+    if (rc == 0) rc = dt__tcp_check_hangups(t);
     return rc;
 }
 

@@ -143,6 +143,9 @@ int dt__tcp_check(dt__tcp *t);
 /* Send ABORT frames where a frame boundary allows and shut every connection
  * for writing (t->mu held). */
 void dt__tcp_tell_peers(dt__tcp *t);
+/* At an op's start: read to the end what peers that shut their side sent,
+ * so an ABORT frame queued behind data is seen (fails the op). */
+int dt__tcp_check_hangups(dt__tcp *t);
 /* Free the unexpected frames and forget every posted transfer. */
 void dt__tcp_drop_queues(dt__tcp *t);
 

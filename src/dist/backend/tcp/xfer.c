@@ -606,6 +606,24 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
     return rc;
 }
 
+int dt__tcp_check_hangups(dt__tcp *t)
+{
+    int n = t->size, rc = 0;
+    struct pollfd local[16], *pf = n <= 16 ? local : dt_alloc((size_t)n * sizeof *pf, DT_MEM_COMM);
+    if (!pf) return DT_ENOMEM;
+    for (int j = 0; j < n; j++) {
+        dt__tcp_peer *p = &t->peers[j];
+        pf[j].fd = j == t->rank || p->fd < 0 || p->eof ? -1 : p->fd;
+        pf[j].events = POLLRDHUP;
+        pf[j].revents = 0;
+    }
+    if (poll(pf, (nfds_t)n, 0) > 0)
+        for (int j = 0; j < n && rc == 0; j++)
+            if (pf[j].revents & (POLLRDHUP | POLLHUP | POLLERR)) rc = do_recv(t, j, true);
+    if (pf != local) dt_free(pf);
+    return rc < 0 ? rc : dt__tcp_check(t);
+}
+
 void *dt__tcp_scratch(dt__tcp *t, size_t bytes)
 {
     if (bytes <= t->tmp_bytes) return t->tmp;
