@@ -17,6 +17,7 @@
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,18 @@ static int store_get_str(dt_store *s, const char *key, char *buf, size_t cap)
     return 0;
 }
 
+/* A host that vanishes without closing (power, network) while this rank
+ * waits on an idle connection: keepalive probes find it in about a minute
+ * and the wait fails with DT_EPEER instead of running to the timeout. */
+static void keepalive(int fd)
+{
+    int on = 1, idle = 30, intvl = 5, cnt = 6;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
 static void make_hello(const dt__tcp *t, uint64_t nonce, hello *h)
 {
     memset(h, 0, sizeof *h);
@@ -213,6 +226,7 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
             goto out;
         }
         DT_CHECK_GOTO(dt__net_connect(jh, jp, deadline, &p->fd), rc, out);
+        keepalive(p->fd);
         DT_CHECK_GOTO(dt__net_send_all(p->fd, &mine, sizeof mine, deadline, p->addr), rc, out);
     }
     /* accept from below */
@@ -241,6 +255,7 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
         }
         dt__tcp_peer *p = &t->peers[h.rank];
         p->fd = fd;
+        keepalive(fd);
         snprintf(key, sizeof key, "tcp/addr/%d", h.rank);
         if (store_get_str(init->store, key, p->addr, sizeof p->addr) < 0) snprintf(p->addr, sizeof p->addr, "%s", who);
         DT_CHECK_GOTO(dt__net_send_all(fd, &mine, sizeof mine, deadline, p->addr), rc, out);
