@@ -3,11 +3,17 @@
  * MASTER_ADDR, MASTER_PORT), checks a large and a small all_reduce, a
  * broadcast and a barrier, and prints one line:
  *   rank R world N local L/S backend B ok
+ * With a second argument V (a rank), rank V then SIGKILLs itself and every
+ * other rank loops on all_reduces until one fails, which must be DT_EPEER
+ * naming rank V: it prints "rank R: failed as expected: <message>".
  * Exits 1 with the error on stderr on any failure. */
 #include <dtrain/dtrain.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static int die(const char *what, int rank)
 {
@@ -45,6 +51,20 @@ int main(int argc, char **argv)
     printf("rank %d world %d local %d/%d backend %s ok\n", r, n, dt_pg_local_rank(pg), dt_pg_local_size(pg),
            dt_pg_backend(pg));
     fflush(stdout);
+    if (argc > 2) {
+        int victim = atoi(argv[2]);
+        if (r == victim) kill(getpid(), SIGKILL);
+        int rc = 0;
+        for (int i = 0; i < 100000 && rc == 0; i++) rc = dt_pg_allreduce(pg, x, x, count, DT_F32, DT_RED_SUM, NULL, NULL);
+        char want[32];
+        snprintf(want, sizeof want, "rank %d (", victim);
+        if (rc != DT_EPEER || !strstr(dt_last_error(), want)) {
+            fprintf(stderr, "rank %d: after rank %d's death got %s: %s\n", r, victim, dt_strerror(rc), dt_last_error());
+            return 1;
+        }
+        printf("rank %d: failed as expected: %s\n", r, dt_last_error());
+        fflush(stdout);
+    }
     free(x);
     dt_destroy_process_group(pg);
     return 0;
