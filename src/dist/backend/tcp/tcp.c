@@ -39,6 +39,8 @@ static int tcp_create(const dt__backend_init *init, void **state)
     snprintf(t->group, sizeof t->group, "%s", init->group_name);
     t->op = "init";
     t->store = init->store;
+    /* as shm: spinning pays while every rank has a core, else it steals the peer's */
+    t->spin_ns = init->size <= dt_num_cpus() ? 30000 : 0;
     pthread_mutex_init(&t->mu, NULL);
     int rc = 0;
     t->peers = dt_calloc((size_t)t->size, sizeof *t->peers, DT_MEM_COMM);

@@ -116,6 +116,7 @@ typedef struct {
     const char *op;              /* the op running, for messages */
     uint64_t seq;
     dt_store *store;             /* the group's (borrowed): the failure record's second copy */
+    int64_t spin_ns;             /* poll without sleeping this long before blocking */
     char *tmp;                   /* scratch of the large algorithms */
     size_t tmp_bytes;
 } dt__tcp;

@@ -582,7 +582,13 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
         pf[n].revents = 0;
         int64_t ms = (deadline_ns - now) / 1000000 + 1;
         if (ms > 1000) ms = 1000;
-        int k = poll(pf, (nfds_t)n + 1, (int)ms);
+        /* spin on a non-blocking poll for a while before sleeping in it */
+        int k = poll(pf, (nfds_t)n + 1, 0);
+        if (k == 0 && t->spin_ns > 0) {
+            int64_t until = dt_now_ns() + t->spin_ns;
+            while ((k = poll(pf, (nfds_t)n + 1, 0)) == 0 && dt_now_ns() < until) {}
+        }
+        if (k == 0) k = poll(pf, (nfds_t)n + 1, (int)ms);
         if (k < 0) {
             if (errno == EINTR) continue;
             rc = dt__tcp_fail(t, DT_ESYS, 0, "tcp: poll: %s", strerror(errno));
