@@ -127,6 +127,23 @@ static void subgroup(int rank, int n, void *arg)
     dt_destroy_process_group(pg);
 }
 
+/* tcp: an interface that does not exist fails the group's creation, naming it. */
+static void bad_ifname(int rank, int n, void *arg)
+{
+    (void)arg;
+    setenv("DTRAIN_SOCKET_IFNAME", "nosuch0", 1);
+    dt_pg *pg = test_pg(rank, n, 20000);
+    DT_ASSERT_MSG(!pg, "rank %d: a group on interface nosuch0", rank);
+    DT_ASSERT_MSG(dt_last_error_code() == DT_EINVAL && strstr(dt_last_error(), "nosuch0"), "rank %d: %s", rank,
+                  dt_last_error());
+}
+
+static void t_bad_ifname(void)
+{
+    if (strcmp(spawn_backend, "tcp") != 0) return;
+    DT_ASSERT_EQ(spawn_ranks(2, bad_ifname, NULL, 0), 0);
+}
+
 static void t_subgroup(void) { DT_ASSERT_EQ(spawn_ranks(4, subgroup, NULL, 0), 0); }
 
 static void absent(int rank, int n, void *arg)
@@ -241,6 +258,7 @@ int main(int argc, char **argv)
     DT_RUN(t_abort);
     DT_RUN(t_abort_inflight);
     DT_RUN(t_subgroup);
+    DT_RUN(t_bad_ifname);
     DT_RUN(t_kill3);
     DT_RUN(t_kill4);
     return DT_TEST_END();
