@@ -6,7 +6,8 @@
  * counts (DT_EMISMATCH on both), and send/recv: a ring exchange of large
  * messages in one batch, tags, any-source receives, a message sent before a
  * collective and received after it, a message to self; a subgroup; abort
- * while an asynchronous op is in flight on the group's thread. */
+ * while an asynchronous op is in flight on the group's thread; eight ranks;
+ * (tcp) a DTRAIN_SOCKET_IFNAME that does not exist. */
 #include "spawn.h"
 
 #include <pthread.h>
@@ -126,6 +127,34 @@ static void subgroup(int rank, int n, void *arg)
     dt_destroy_process_group(sub);
     dt_destroy_process_group(pg);
 }
+
+/* Eight ranks: all_reduce (small and pipelined), broadcast (the split path),
+ * all_gather, barrier, checked. */
+static void wide(int rank, int n, void *arg)
+{
+    (void)arg;
+    dt_pg *pg = test_pg(rank, n, GROUP_TIMEOUT_MS);
+    DT_ASSERT_MSG(pg, "init: %s", dt_last_error());
+    size_t big = 300001;
+    int32_t *x = malloc(big * 4), *all = malloc((size_t)n * 1000 * 4);
+    DT_ASSERT(x && all);
+    for (size_t i = 0; i < big; i++) x[i] = rank + (int32_t)(i % 5);
+    DT_ASSERT_OK(dt_pg_allreduce(pg, x, x, big, DT_I32, DT_RED_SUM, NULL, NULL));
+    for (size_t i = 0; i < big; i++) DT_ASSERT_EQ(x[i], n * (n - 1) / 2 + n * (int32_t)(i % 5));
+    DT_ASSERT_OK(dt_pg_allreduce(pg, x, x, 3, DT_I32, DT_RED_MAX, NULL, NULL));
+    for (size_t i = 0; i < big; i++) x[i] = rank == 3 ? (int32_t)(i * 7) : -1;
+    DT_ASSERT_OK(dt_pg_broadcast(pg, x, big, DT_I32, 3, NULL, NULL));
+    for (size_t i = 0; i < big; i++) DT_ASSERT_EQ(x[i], (int32_t)(i * 7));
+    for (int i = 0; i < 1000; i++) x[i] = rank * 1000 + i;
+    DT_ASSERT_OK(dt_pg_allgather(pg, x, all, 1000, DT_I32, NULL, NULL));
+    for (int i = 0; i < n * 1000; i++) DT_ASSERT_EQ(all[i], i);
+    DT_ASSERT_OK(dt_pg_barrier(pg, NULL, NULL));
+    free(x);
+    free(all);
+    dt_destroy_process_group(pg);
+}
+
+static void t_world8(void) { DT_ASSERT_EQ(spawn_ranks(8, wide, NULL, 0), 0); }
 
 /* tcp: an interface that does not exist fails the group's creation, naming it. */
 static void bad_ifname(int rank, int n, void *arg)
@@ -259,6 +288,7 @@ int main(int argc, char **argv)
     DT_RUN(t_abort_inflight);
     DT_RUN(t_subgroup);
     DT_RUN(t_bad_ifname);
+    DT_RUN(t_world8);
     DT_RUN(t_kill3);
     DT_RUN(t_kill4);
     return DT_TEST_END();
