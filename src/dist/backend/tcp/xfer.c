@@ -405,7 +405,8 @@ static int adopt_abort(dt__tcp *t, int j, dt__tcp_msg *m)
     text[n] = '\0';
     int code = m->f.tag;
     if (code >= 0 || code < -64) code = DT_EABORTED;
-    if ((int)m->f.step == j) snprintf(full, sizeof full, "%.400s (recorded by rank %d in its op #%llu)", text, j,
+    if (strstr(text, "(recorded by rank")) snprintf(full, sizeof full, "%s", text); /* passed on as adopted */
+    else if ((int)m->f.step == j) snprintf(full, sizeof full, "%.400s (recorded by rank %d in its op #%llu)", text, j,
                                        (unsigned long long)m->f.seq);
     else snprintf(full, sizeof full, "%.400s (recorded by rank %u, passed on by rank %d)", text, (unsigned)m->f.step, j);
     dt_free(m);
