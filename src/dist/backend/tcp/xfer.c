@@ -125,7 +125,7 @@ static void publish(dt__tcp *t)
 int dt__tcp_fail(dt__tcp *t, int code, uint64_t missing, const char *fmt, ...)
 {
     if (!atomic_load(&t->fail_code)) {
-        char msg[DT__TCP_MSG_CAP - 64], ranks[160], full[DT__TCP_MSG_CAP];
+        char msg[DT__TCP_MSG_CAP - 64], ranks[160], full[DT__TCP_MSG_CAP + 256];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
