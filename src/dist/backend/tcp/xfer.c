@@ -82,7 +82,9 @@ static bool record(dt__tcp *t, int code, const char *msg)
 {
     int expect = 0;
     if (!atomic_compare_exchange_strong(&t->fail_code, &expect, code)) return false;
-    snprintf(t->fail_msg, sizeof t->fail_msg, "%s", msg);
+    size_t n = strnlen(msg, sizeof t->fail_msg - 1); /* cut to fit */
+    memcpy(t->fail_msg, msg, n);
+    t->fail_msg[n] = '\0';
     return true;
 }
 
