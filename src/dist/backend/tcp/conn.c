@@ -199,6 +199,7 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
     DT_CHECK(dt__net_listen(host, 0, t->size + 16, &lfd, &port));
     dt__net_addr_str(host, port, addr, sizeof addr);
     snprintf(t->peers[t->rank].addr, sizeof t->peers[t->rank].addr, "%s", addr);
+    DT_LOGI(TCP, "group '%s': rank %d of %d listens on %s", t->group, t->rank, t->size, addr);
     snprintf(key, sizeof key, "tcp/addr/%d", t->rank);
     DT_CHECK_GOTO(dt_store_set(init->store, key, addr, strlen(addr)), rc, out);
     uint64_t nonce = 0;
@@ -272,6 +273,7 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
             goto out;
         }
     }
+    DT_LOGD(TCP, "group '%s': rank %d connected to all %d peers", t->group, t->rank, t->size - 1);
 out:
     dt__net_close(lfd);
     return rc;
