@@ -26,7 +26,7 @@
  * posted for it. A receive from any source takes the first p2p frame, from any
  * peer, with its tag and size.
  *
- * Failure. The first failure this rank sees (a peer's connection closing or
+ * Failure (fail.c). The first failure this rank sees (a peer's connection closing or
  * erroring, a deadline, a mismatch, abort()) is recorded in fail_code and
  * fail_msg; it is sent as an ABORT frame to every peer whose connection is at
  * a frame boundary, then every connection is shut for writing, so the peers
@@ -128,14 +128,7 @@ int dt__tcp_local_host(char *buf, size_t cap);
 /* The mesh: listen, publish, connect, hello. Fills t->peers[*].fd. */
 int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init);
 
-/* ---- xfer.c */
-void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, const void *buf, size_t len);
-void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, void *buf, size_t len);
-/* Move every posted transfer until x[0..nx) are complete (nx < 0: until
- * nothing is posted). Fails (recording it) on a deadline, a peer's failure,
- * a mismatch or an abort. */
-int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns);
-static inline int dt__tcp_wait_all(dt__tcp *t, int64_t deadline_ns) { return dt__tcp_wait(t, NULL, -1, deadline_ns); }
+/* ---- fail.c */
 /* Record a failure (first one wins), tell the peers, set this thread's error;
  * returns the recorded code. */
 int dt__tcp_fail(dt__tcp *t, int code, uint64_t missing, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -144,11 +137,22 @@ int dt__tcp_check(dt__tcp *t);
 /* Send ABORT frames where a frame boundary allows and shut every connection
  * for writing (t->mu held). */
 void dt__tcp_tell_peers(dt__tcp *t);
+/* Free the unexpected frames and forget every posted transfer. */
+void dt__tcp_drop_queues(dt__tcp *t);
+/* Rank j's ABORT frame m (freed here): adopt its record, pass it on. */
+int dt__tcp_adopt_abort(dt__tcp *t, int j, dt__tcp_msg *m);
+
+/* ---- xfer.c */
+void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, const void *buf, size_t len);
+void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, void *buf, size_t len);
+/* Move every posted transfer until x[0..nx) are complete (nx < 0: until
+ * nothing is posted). Fails (recording it) on a deadline, a peer's failure,
+ * a mismatch or an abort. */
+int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns);
+static inline int dt__tcp_wait_all(dt__tcp *t, int64_t deadline_ns) { return dt__tcp_wait(t, NULL, -1, deadline_ns); }
 /* At an op's start: read to the end what peers that shut their side sent,
  * so an ABORT frame queued behind data is seen (fails the op). */
 int dt__tcp_check_hangups(dt__tcp *t);
-/* Free the unexpected frames and forget every posted transfer. */
-void dt__tcp_drop_queues(dt__tcp *t);
 
 /* The COLL header of op c for a frame of len bytes at algorithm step `step`. */
 dt__tcp_frame dt__tcp_coll_frame(const dt__coll *c, uint64_t fp, uint32_t step, size_t len);
