@@ -401,7 +401,7 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
 {
     int n = t->size;
     struct pollfd local[17], *pf = n + 1 <= 17 ? local : dt_alloc((size_t)(n + 1) * sizeof *pf, DT_MEM_COMM);
-    if (!pf) return DT_ENOMEM;
+    if (!pf) return dt__tcp_fail(t, DT_ENOMEM, 0, "tcp: no memory to poll %d connections", n);
     int64_t t0 = dt_now_ns();
     int rc = 0;
     for (;;) {
@@ -471,7 +471,7 @@ int dt__tcp_check_hangups(dt__tcp *t)
 {
     int n = t->size, rc = 0;
     struct pollfd local[16], *pf = n <= 16 ? local : dt_alloc((size_t)n * sizeof *pf, DT_MEM_COMM);
-    if (!pf) return DT_ENOMEM;
+    if (!pf) return dt__tcp_fail(t, DT_ENOMEM, 0, "tcp: no memory to poll %d connections", n);
     for (int j = 0; j < n; j++) {
         dt__tcp_peer *p = &t->peers[j];
         pf[j].fd = j == t->rank || p->fd < 0 || p->eof ? -1 : p->fd;
