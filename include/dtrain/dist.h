@@ -66,8 +66,9 @@ typedef struct {
 /* ------------------------------------------------------------ groups */
 
 /* Join the default group of world_size processes.
- * backend: "shm" (every rank on this host), "auto" (the best available for
- * where the ranks are: today shm, which needs all ranks on one host), or NULL
+ * backend: "shm" (every rank on this host), "tcp" (ranks anywhere, a mesh
+ * of TCP connections; docs/tcp.md), "auto" (shm when all ranks share this
+ * host, else tcp), or NULL
  * (= "auto"). init_method:
  *   "env://"           MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE (RANK and
  *                      WORLD_SIZE fall back to OMPI_COMM_WORLD_RANK/SIZE,

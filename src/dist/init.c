@@ -4,7 +4,7 @@
  * file:///path, or the caller's), which ranks share this host (each rank
  * publishes a host identity: host name, boot id and pid namespace, so ranks
  * in different containers count as different hosts), and the backend that
- * fits ("auto"). The group itself is made by pg.c. */
+ * fits ("auto": shm on one host, tcp across hosts). The group itself is made by pg.c. */
 #define _GNU_SOURCE
 #include "dist/dist_internal.h"
 
@@ -195,9 +195,8 @@ dt_pg *dt_init_process_group(const char *backend, const char *init_method, const
         timeout = s * 1000;
     }
     if (!backend) backend = "auto";
-    if (strcmp(backend, "auto") != 0 && strcmp(backend, "shm") != 0) {
-        if (strcmp(backend, "tcp") == 0) dt_set_error(DT_EUNSUPPORTED, "init_process_group: the tcp backend is not built yet");
-        else dt_set_error(DT_EINVAL, "init_process_group: unknown backend '%s' (auto, shm)", backend);
+    if (strcmp(backend, "auto") != 0 && strcmp(backend, "shm") != 0 && strcmp(backend, "tcp") != 0) {
+        dt_set_error(DT_EINVAL, "init_process_group: unknown backend '%s' (auto, shm, tcp)", backend);
         return NULL;
     }
     dt_log_set_rank(rank);
@@ -220,14 +219,16 @@ dt_pg *dt_init_process_group(const char *backend, const char *init_method, const
     if (env_int(LRANK_VARS, &v, NULL) > 0) lrank = v;
     if (env_int(LSIZE_VARS, &v, NULL) > 0) lsize = v;
     dt_pg *pg = NULL;
-    if (!one_host) {
-        dt_set_error(DT_EUNSUPPORTED, "init_process_group(%s): rank %d is on another host than rank %d; shm needs one "
-                     "host and the tcp backend is not built yet", backend, other, rank);
+    /* auto: shm when every rank shares this host, else tcp for the whole group. */
+    const char *chosen = strcmp(backend, "auto") == 0 ? (one_host ? "shm" : "tcp") : backend;
+    if (!one_host && strcmp(chosen, "shm") == 0) {
+        dt_set_error(DT_EUNSUPPORTED, "init_process_group(shm): rank %d is on another host than rank %d; shm needs one "
+                     "host (use tcp or auto)", other, rank);
     } else {
         int *ranks = dt_alloc((size_t)size * sizeof(int), DT_MEM_COMM);
         if (ranks) {
             for (int i = 0; i < size; i++) ranks[i] = i;
-            pg = dt__pg_new("shm", store, "g0", o.name ? o.name : "world", ranks, size, rank, timeout, lrank, lsize);
+            pg = dt__pg_new(chosen, store, "g0", o.name ? o.name : "world", ranks, size, rank, timeout, lrank, lsize);
             dt_free(ranks);
         }
     }

@@ -4,7 +4,8 @@
  * which DT_ASSERT failures end the child with status 1. The parent reaps every
  * child, with a hang detector: a child still running after HANG_S seconds is
  * killed and counts as a failure. Children may be expected to die (fault
- * tests): pass their ranks in `dies`. */
+ * tests): pass their ranks in `dies`. The backend is shm unless the test's
+ * command line says `--backend NAME` (spawn_args) or DT_TEST_BACKEND does. */
 #ifndef TESTS_DIST_SPAWN_H
 #define TESTS_DIST_SPAWN_H
 
@@ -12,6 +13,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,8 +22,19 @@
 typedef void (*rank_fn)(int rank, int n, void *arg);
 
 static int spawn_port;
+static const char *spawn_backend = "shm";
 
-/* In a child: join an n-rank shm group through the parent's store. */
+/* --backend NAME from main's arguments, else $DT_TEST_BACKEND, else shm. */
+__attribute__((unused)) static void spawn_args(int argc, char **argv)
+{
+    const char *e = getenv("DT_TEST_BACKEND");
+    if (e && *e) spawn_backend = e;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--backend") == 0) spawn_backend = argv[i + 1];
+    fprintf(stderr, "backend: %s\n", spawn_backend);
+}
+
+/* In a child: join an n-rank group of spawn_backend through the parent's store. */
 static dt_pg *test_pg(int rank, int n, int64_t timeout_ms)
 {
     dt_store_opts so = DT_STORE_OPTS_INIT;
@@ -33,7 +46,7 @@ static dt_pg *test_pg(int rank, int n, int64_t timeout_ms)
     o.world_size = n;
     o.store = s;
     o.timeout_ms = timeout_ms;
-    dt_pg *pg = dt_init_process_group("shm", NULL, &o);
+    dt_pg *pg = dt_init_process_group(spawn_backend, NULL, &o);
     dt_store_release(s);
     return pg;
 }

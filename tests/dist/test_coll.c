@@ -3,6 +3,7 @@
  * results checked against values computed here (values.h). */
 #include "spawn.h"
 #include "values.h"
+#include "dist/reduce.h"
 
 static const size_t COUNTS[] = {0, 1, 7, 3001, 140003};
 #define NCOUNTS (sizeof COUNTS / sizeof COUNTS[0])
@@ -165,6 +166,7 @@ static void matrix(int rank, int n, void *arg)
     (void)arg;
     dt_pg *pg = test_pg(rank, n, 60000);
     DT_ASSERT_MSG(pg, "init: %s", dt_last_error());
+    DT_ASSERT_MSG(strcmp(dt_pg_backend(pg), spawn_backend) == 0, "backend %s, want %s", dt_pg_backend(pg), spawn_backend);
     for (int t = 0; t < DT_DTYPE_COUNT; t++)
         for (size_t k = 0; k < NCOUNTS; k++) {
             size_t count = COUNTS[k];
@@ -177,16 +179,71 @@ static void matrix(int rank, int n, void *arg)
     dt_destroy_process_group(pg);
 }
 
+/* Random floats, so the order of the additions shows in the bits: every rank
+ * must get exactly the bytes of dt__reduce_n over the inputs in rank order,
+ * for counts that take the small path, one segment and many. */
+static float rnd(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*s >> 40) / (double)(1ull << 24) * 2.0 - 1.0) * 1000.0f;
+}
+
+static void fill(dt_dtype t, void *buf, size_t count, int rank, int salt)
+{
+    uint64_t s = (uint64_t)rank * 7919 + (uint64_t)salt * 104729 + 1;
+    for (size_t i = 0; i < count; i++) put_el(t, buf, i, rnd(&s));
+}
+
+static void bits(int rank, int n, void *arg)
+{
+    (void)arg;
+    dt_pg *pg = test_pg(rank, n, 60000);
+    DT_ASSERT_MSG(pg, "init: %s", dt_last_error());
+    static const size_t counts[] = {5, 20011, 1500007};
+    static const dt_dtype types[] = {DT_F32, DT_BF16, DT_F64};
+    static const dt_redop ops[] = {DT_RED_SUM, DT_RED_AVG, DT_RED_PREMUL_SUM};
+    dt_op_opts o = DT_OP_OPTS_INIT;
+    o.premul = 0.3;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t ti = 0; ti < 3; ti++)
+            for (size_t oi = 0; oi < 3; oi++) {
+                dt_dtype t = types[ti];
+                size_t count = counts[k], bytes = count * dt_dtype_size(t);
+                int salt = (int)(k * 9 + ti * 3 + oi);
+                char *in = xalloc(bytes * n), *want = xalloc(bytes), *got = xalloc(bytes);
+                const void *ins[4];
+                for (int q = 0; q < n; q++) fill(t, in + q * bytes, count, q, salt), ins[q] = in + q * bytes;
+                dt__reduce_n(want, ins, n, count, t, ops[oi], o.premul);
+                memcpy(got, in + rank * bytes, bytes);
+                DT_ASSERT_OK(dt_pg_allreduce(pg, got, got, count, t, ops[oi], &o, NULL));
+                size_t bad = 0;
+                while (bad < bytes && got[bad] == want[bad]) bad++;
+                DT_ASSERT_MSG(bad == bytes, "all_reduce %s %s count %zu: byte %zu differs from the rank-order reduction",
+                              dt_dtype_name(t), dt_redop_name(ops[oi]), count, bad);
+                free(in);
+                free(want);
+                free(got);
+            }
+    dt_destroy_process_group(pg);
+}
+
+static void t_bits(void)
+{
+    for (int n = 2; n <= 4; n++) DT_ASSERT_EQ(spawn_ranks(n, bits, NULL, 0), 0);
+}
+
 static void t_world1(void) { DT_ASSERT_EQ(spawn_ranks(1, matrix, NULL, 0), 0); }
 static void t_world2(void) { DT_ASSERT_EQ(spawn_ranks(2, matrix, NULL, 0), 0); }
 static void t_world3(void) { DT_ASSERT_EQ(spawn_ranks(3, matrix, NULL, 0), 0); }
 static void t_world4(void) { DT_ASSERT_EQ(spawn_ranks(4, matrix, NULL, 0), 0); }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    spawn_args(argc, argv);
     DT_RUN(t_world1);
     DT_RUN(t_world2);
     DT_RUN(t_world3);
     DT_RUN(t_world4);
+    DT_RUN(t_bits);
     return DT_TEST_END();
 }

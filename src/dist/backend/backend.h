@@ -32,7 +32,7 @@
  *   allreduce.c   allreduce, reduce, reduce_scatter
  *   gather.c      broadcast, allgather, gather, scatter, alltoall, barrier
  *   p2p.c         send/recv batches
- * plus the transport's own (shm: segment.c, wait.c, heap.c). */
+ * plus the transport's own (shm: segment.c, wait.c, heap.c; tcp: conn.c, xfer.c, fail.c). */
 #ifndef DTRAIN_DIST_BACKEND_H
 #define DTRAIN_DIST_BACKEND_H
 
@@ -118,5 +118,6 @@ typedef struct dt__backend_ops {
 const dt__backend_ops *dt__backend_find(const char *name);
 
 extern const dt__backend_ops dt__backend_shm;
+extern const dt__backend_ops dt__backend_tcp;
 
 #endif /* DTRAIN_DIST_BACKEND_H */

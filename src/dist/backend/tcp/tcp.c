@@ -1,0 +1,155 @@
+/* The tcp backend: ranks on any hosts talk over a full mesh of TCP
+ * connections (conn.c), moving frames with one poll() loop (xfer.c). This
+ * file has its ops table, create/destroy/abort, and the wrapper every op runs
+ * in: the op's mutex, its name for messages, the failure record checked on
+ * entry, and an abort() that arrived while the op ran passed on at its end.
+ * No shared buffers (alloc is NULL): dt_pg_alloc fails on this backend. */
+#define _GNU_SOURCE
+#include "dist/backend/tcp/tcp.h"
+#include "dist/net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void tcp_destroy(void *state)
+{
+    dt__tcp *t = state;
+    if (!t) return;
+    dt__tcp_drop_queues(t);
+    for (int j = 0; t->peers && j < t->size; j++) dt__net_close(t->peers[j].fd);
+    dt_free(t->peers);
+    dt_free(t->tmp);
+    dt__net_close(t->wake[0]);
+    dt__net_close(t->wake[1]);
+    pthread_mutex_destroy(&t->mu);
+    dt_free(t);
+}
+
+static int tcp_create(const dt__backend_init *init, void **state)
+{
+    dt__tcp *t = dt_calloc(1, sizeof *t, DT_MEM_COMM);
+    if (!t) return DT_ENOMEM;
+    t->rank = init->rank;
+    t->size = init->size;
+    t->wake[0] = t->wake[1] = -1;
+    snprintf(t->group, sizeof t->group, "%s", init->group_name);
+    t->op = "init";
+    t->store = init->store;
+    /* as shm: spinning pays while every rank has a core, else it steals the peer's */
+    t->spin_ns = init->size <= dt_num_cpus() ? 30000 : 0;
+    pthread_mutex_init(&t->mu, NULL);
+    int rc = 0;
+    t->peers = dt_calloc((size_t)t->size, sizeof *t->peers, DT_MEM_COMM);
+    if (!t->peers) {
+        rc = DT_ENOMEM;
+        goto fail;
+    }
+    for (int j = 0; j < t->size; j++) t->peers[j].fd = -1;
+    if (pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        rc = dt_set_error_errno(DT_ESYS, errno, "tcp: pipe");
+        goto fail;
+    }
+    DT_CHECK_GOTO(dt__tcp_connect_mesh(t, init), rc, fail);
+    *state = t;
+    return 0;
+fail:
+    tcp_destroy(t);
+    return rc;
+}
+
+static void tcp_abort(void *state)
+{
+    dt__tcp *t = state;
+    atomic_store(&t->abort_req, 1);
+    if (write(t->wake[1], "a", 1) < 0) {}
+    if (pthread_mutex_trylock(&t->mu) != 0) return; /* the op running passes it on */
+    char msg[128];
+    snprintf(msg, sizeof msg, "rank %d aborted group '%s'", t->rank, t->group);
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&t->fail_code, &expect, DT_EABORTED))
+        snprintf(t->fail_msg, sizeof t->fail_msg, "%s", msg);
+    dt__tcp_tell_peers(t);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* An abort() that found an op running: make sure the peers hear of it. */
+static void after_op(dt__tcp *t)
+{
+    if (!atomic_load(&t->abort_req)) return;
+    pthread_mutex_lock(&t->mu);
+    if (!t->abort_sent) {
+        int expect = 0;
+        if (atomic_compare_exchange_strong(&t->fail_code, &expect, DT_EABORTED))
+            snprintf(t->fail_msg, sizeof t->fail_msg, "rank %d aborted group '%s'", t->rank, t->group);
+        dt__tcp_tell_peers(t);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+static int enter(dt__tcp *t, const char *op, uint64_t seq)
+{
+    pthread_mutex_lock(&t->mu);
+    t->op = op;
+    t->seq = seq;
+    int rc = dt__tcp_check(t);
+    if (rc == 0 && atomic_load(&t->abort_req))
+        rc = dt__tcp_fail(t, DT_EABORTED, 0, "rank %d aborted group '%s'", t->rank, t->group);
+    if (rc == 0) rc = dt__tcp_check_hangups(t);
+    return rc;
+}
+
+static int leave(dt__tcp *t, int rc)
+{
+    pthread_mutex_unlock(&t->mu);
+    after_op(t);
+    return rc;
+}
+
+#define DT__TCP_COLL(name, fn)                                                  \
+    static int name(void *state, const dt__coll *c)                            \
+    {                                                                          \
+        dt__tcp *t = state;                                                    \
+        int rc = enter(t, dt__op_name(c->kind), c->seq);                       \
+        if (rc == 0) rc = fn(t, c);                                            \
+        return leave(t, rc);                                                   \
+    }
+DT__TCP_COLL(op_allreduce, dt__tcp_allreduce)
+DT__TCP_COLL(op_reduce_scatter, dt__tcp_reduce_scatter)
+DT__TCP_COLL(op_broadcast, dt__tcp_broadcast)
+DT__TCP_COLL(op_allgather, dt__tcp_allgather)
+DT__TCP_COLL(op_scatter, dt__tcp_scatter)
+DT__TCP_COLL(op_alltoall, dt__tcp_alltoall)
+DT__TCP_COLL(op_barrier, dt__tcp_barrier)
+
+static int op_p2p(void *state, dt__p2p *ops, int nops, int64_t deadline_ns)
+{
+    dt__tcp *t = state;
+    int rc = enter(t, "send/recv", t->seq);
+    if (rc == 0) rc = dt__tcp_p2p_batch(t, ops, nops, deadline_ns);
+    return leave(t, rc);
+}
+
+const dt__backend_ops dt__backend_tcp = {
+    .name = "tcp",
+    .create = tcp_create,
+    .destroy = tcp_destroy,
+    .abort = tcp_abort,
+    .coll = {
+        [DT__OP_ALLREDUCE] = op_allreduce,
+        [DT__OP_BROADCAST] = op_broadcast,
+        [DT__OP_REDUCE] = op_allreduce,
+        [DT__OP_ALLGATHER] = op_allgather,
+        [DT__OP_GATHER] = op_allgather,
+        [DT__OP_SCATTER] = op_scatter,
+        [DT__OP_REDUCE_SCATTER] = op_reduce_scatter,
+        [DT__OP_ALLTOALL] = op_alltoall,
+        [DT__OP_BARRIER] = op_barrier,
+    },
+    .p2p = op_p2p,
+    .alloc = NULL,
+    .free = NULL,
+};
