@@ -143,6 +143,7 @@ const dt__backend_ops dt__backend_shm = {
         [DT__OP_BARRIER] = dt__shm_barrier,
     },
     .p2p = dt__shm_p2p,
+    .p2p_kick = dt__shm_p2p_kick,
     .alloc = dt__shm_alloc,
     .free = dt__shm_free,
 };

@@ -184,7 +184,8 @@ int dt__shm_allgather(void *state, const dt__coll *c);
 int dt__shm_scatter(void *state, const dt__coll *c);
 int dt__shm_alltoall(void *state, const dt__coll *c);
 int dt__shm_barrier(void *state, const dt__coll *c);
-int dt__shm_p2p(void *state, dt__p2p *ops, int nops, int64_t deadline_ns);
+int dt__shm_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
+void dt__shm_p2p_kick(void *state);
 
 /* ---- heap.c */
 int dt__shm_heap_init(dt__shm *st);
