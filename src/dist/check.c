@@ -53,7 +53,8 @@ static void describe(const fingerprint *f, char *buf, size_t cap)
     if (n < 0 || (size_t)n >= cap) return;
     if (f->kind <= DT__OP_REDUCE) n += snprintf(buf + n, cap - (size_t)n, ", count %llu", (unsigned long long)f->count);
     else if (f->count) n += snprintf(buf + n, cap - (size_t)n, ", counts hash %08llx", (unsigned long long)(f->count & 0xffffffffu));
-    if ((size_t)n < cap && f->redop) n += snprintf(buf + n, cap - (size_t)n, ", %s", dt_redop_name((dt_redop)f->redop));
+    bool red = f->kind == DT__OP_ALLREDUCE || f->kind == DT__OP_REDUCE || f->kind == DT__OP_REDUCE_SCATTER;
+    if ((size_t)n < cap && red) n += snprintf(buf + n, cap - (size_t)n, ", %s", dt_redop_name((dt_redop)f->redop));
     if ((size_t)n < cap && f->root >= 0) n += snprintf(buf + n, cap - (size_t)n, ", root %d", f->root);
     if ((size_t)n < cap) snprintf(buf + n, cap - (size_t)n, ")");
 }

@@ -83,8 +83,8 @@ void dt__work_init(dt_work *w, dt_pg *pg, const dt_op_opts *o);
 int dt__pg_submit(dt_pg *pg, dt_work *w, dt_work **out);
 /* 0 when pg takes ops; DT_EINVAL, DT_ENOTMEMBER or DT_ESTATE with a message. */
 int dt__pg_usable(const dt_pg *pg, const char *what);
-/* msg without the leading "<dt_strerror(code)>: " (to re-raise a stored message). */
-const char *dt__err_body(int code, const char *msg);
+/* Make msg (a stored dt_last_error() of code) this thread's error again, as it was. */
+int dt__reraise(int code, const char *msg);
 /* Mark pg failed (first failure wins). */
 void dt__pg_set_failed(dt_pg *pg, int code, const char *msg);
 /* Stop the thread after the queue drained. */

@@ -43,18 +43,25 @@ int dt__pg_usable(const dt_pg *pg, const char *what)
     return 0;
 }
 
-const char *dt__err_body(int code, const char *msg)
+int dt__reraise(int code, const char *msg)
 {
-    const char *pre = dt_strerror(code);
-    size_t n = strlen(pre);
-    return strncmp(msg, pre, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2 : msg;
+    char pre[128];
+    snprintf(pre, sizeof pre, "%s: ", dt_strerror(code));
+    const char *at = strstr(msg, pre);
+    if (!at) return dt_set_error(code, "%s", msg);
+    if (at == msg) return dt_set_error(code, "%s", msg + strlen(pre));
+    /* "context: <strerror>: inner", as dt_error_wrap made it */
+    dt_set_error(code, "%s", at + strlen(pre));
+    int head = (int)(at - msg);
+    if (head >= 2 && msg[head - 2] == ':' && msg[head - 1] == ' ') head -= 2;
+    return dt_error_wrap(code, "%.*s", head, msg);
 }
 
 void dt__pg_set_failed(dt_pg *pg, int code, const char *msg)
 {
     pthread_mutex_lock(&pg->fail_mu);
     if (!atomic_load(&pg->failed)) {
-        snprintf(pg->fail_msg, sizeof pg->fail_msg, "%s", dt__err_body(code, msg));
+        snprintf(pg->fail_msg, sizeof pg->fail_msg, "%s", msg);
         atomic_store(&pg->failed, code);
     }
     pthread_mutex_unlock(&pg->fail_mu);
@@ -117,7 +124,7 @@ static void complete(dt_work *w, int rc)
 {
     pthread_mutex_lock(&w->mu);
     w->rc = rc;
-    if (rc) snprintf(w->msg, sizeof w->msg, "%s", dt__err_body(rc, dt_last_error()));
+    if (rc) snprintf(w->msg, sizeof w->msg, "%s", dt_last_error());
     atomic_store(&w->done, true);
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
@@ -358,7 +365,7 @@ int dt_work_wait(dt_work *w, int64_t timeout_ms)
             return dt_set_error(DT_ETIMEOUT, "dt_work_wait: %s (collective #%llu) not complete after %lld ms (it goes on)",
                                 work_name(w), (unsigned long long)w->c.seq, (long long)timeout_ms);
     }
-    if (w->rc) return dt_set_error(w->rc, "%s", w->msg);
+    if (w->rc) return dt__reraise(w->rc, w->msg);
     return 0;
 }
 
