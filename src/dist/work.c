@@ -362,8 +362,10 @@ int dt_work_wait(dt_work *w, int64_t timeout_ms)
         }
         pthread_mutex_unlock(&w->mu);
         if (!atomic_load(&w->done))
-            return dt_set_error(DT_ETIMEOUT, "dt_work_wait: %s (collective #%llu) not complete after %lld ms (it goes on)",
-                                work_name(w), (unsigned long long)w->c.seq, (long long)timeout_ms);
+            return w->is_p2p ? dt_set_error(DT_ETIMEOUT, "dt_work_wait: send/recv not complete after %lld ms (it goes on)",
+                                            (long long)timeout_ms)
+                             : dt_set_error(DT_ETIMEOUT, "dt_work_wait: %s #%llu not complete after %lld ms (it goes on)",
+                                            work_name(w), (unsigned long long)w->c.seq, (long long)timeout_ms);
     }
     if (w->rc) return dt__reraise(w->rc, w->msg);
     return 0;
