@@ -18,9 +18,15 @@ static int shm_create(const dt__backend_init *init, void **state)
     st->size = init->size;
     snprintf(st->group, sizeof st->group, "%s", init->group_name);
     st->op = "init";
-    /* Spinning pays while every rank has a core; past that it steals the
-     * core of the rank we wait for, so sleep almost at once. */
-    st->spin_ns = init->size <= dt_num_cpus() ? 30000 : 2000;
+    /* Waiting (wait.c): a short pure spin while every rank has a core, then
+     * a spin that yields the core between polls for up to 1 ms (a peer that
+     * shares our core, because ranks outnumber cores or other work runs
+     * there, gets it at once), then futex sleeps. A long pure spin measured
+     * badly: a rank sharing its core with the peer it waits for holds the
+     * core for the whole spin (each small all_reduce took spin + 3 us). */
+    st->spin_ns = init->size <= dt_num_cpus() ? 1000 : 0;
+    st->yield_ns = 1000000;
+    st->polls = 20;
     int rc = dt__shm_segment_create(st, init);
     if (rc < 0) {
         dt_free(st);

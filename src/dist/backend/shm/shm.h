@@ -99,7 +99,9 @@ typedef struct {
     uint32_t guard[2];
     uint64_t round;
     _Atomic int local_abort;
-    int64_t spin_ns;                      /* spin this long before sleeping */
+    int64_t spin_ns;                      /* spin this long, */
+    int64_t yield_ns;
+    int polls;                     /* then spin with sched_yield until this long, then sleep */
     int64_t last_live_check;
     const char *op;                       /* name of the op running, for messages */
     uint64_t seq;
