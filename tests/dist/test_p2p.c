@@ -1,5 +1,5 @@
 /* Point to point over real processes, world sizes 2 to 4: send/recv,
- * isend/irecv (the ring exchange whose large messages only complete when both
+ * isend/irecv (the ring exchange, on one rank a message to itself, whose large messages only complete when both
  * directions progress together), batch_p2p, recv from any source, several
  * messages in flight between one pair, tag and size matching; every dtype,
  * counts 0, 1, odd and large (many channel chunks). Values identify the
@@ -153,7 +153,7 @@ static void any_source(dt_pg *pg, dt_dtype t, size_t count)
 static void in_order(dt_pg *pg, dt_dtype t, size_t count)
 {
     int r = dt_pg_rank(pg);
-    if (r > 1) return;
+    if (r > 1 || dt_pg_size(pg) < 2) return;
     size_t esz = dt_dtype_size(t);
     enum { M = 4 };
     char *buf[M];
@@ -247,6 +247,7 @@ static void bad_args(int rank, int n, void *arg)
     dt_destroy_process_group(pg);
 }
 
+static void t_world1(void) { DT_ASSERT_EQ(spawn_ranks(1, matrix, NULL, 0), 0); } /* to and from itself */
 static void t_world2(void) { DT_ASSERT_EQ(spawn_ranks(2, matrix, NULL, 0), 0); }
 static void t_world3(void) { DT_ASSERT_EQ(spawn_ranks(3, matrix, NULL, 0), 0); }
 static void t_world4(void) { DT_ASSERT_EQ(spawn_ranks(4, matrix, NULL, 0), 0); }
@@ -259,6 +260,7 @@ int main(void)
     DT_RUN(t_bad_args);
     DT_RUN(t_mismatch_tag);
     DT_RUN(t_mismatch_size);
+    DT_RUN(t_world1);
     DT_RUN(t_world2);
     DT_RUN(t_world3);
     DT_RUN(t_world4);
