@@ -14,11 +14,15 @@
  * wrong: with --check, elements that differ from the expected result after
  *   the last timed call, summed over ranks; -1 when not checked.
  * Calls are out of place (broadcast is in place by nature), reductions sum.
+ * Each rank pins itself to one core (--bind core, the default when the ranks
+ * on this host fit its cores, as mpirun binds), or not (--bind none).
  * Does not: sweep world sizes, run several groups at once, or time anything
  * but the collective call itself. See docs/dtbench.md. */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include <dtrain/dtrain.h>
 
 #include <ctype.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,12 +39,13 @@ typedef struct {
     double factor;
     int iters, warmup;
     bool check, shared;
+    int bind;   /* -1: auto (core when the ranks on this host fit the cores), 0: none, 1: core */
 } bench_cfg;
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: dtbench OP [--backend auto|shm|tcp] [--dtype f32] [--min-bytes 8] [--max-bytes 64M]\n"
-               "               [--factor 4] [--iters 20] [--warmup 5] [--check] [--shared-buffers]\n"
+               "               [--factor 4] [--iters 20] [--warmup 5] [--check] [--shared-buffers] [--bind core|none]\n"
                "OP: all_reduce all_gather reduce_scatter broadcast reduce all_to_all\n"
                "dtypes: f32 f64 bf16 f16 i32 i64 u8 (or float32, ...)\n");
 }
@@ -78,7 +83,7 @@ static int parse_dtype(const char *s, dt_dtype *out)
 static int parse_args(int argc, char **argv, bench_cfg *c)
 {
     *c = (bench_cfg){.op = OP_COUNT, .backend = "auto", .dtype = DT_F32, .min_bytes = 8, .max_bytes = 64u << 20,
-                     .factor = 4, .iters = 20, .warmup = 5};
+                     .factor = 4, .iters = 20, .warmup = 5, .bind = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
@@ -102,6 +107,7 @@ static int parse_args(int argc, char **argv, bench_cfg *c)
         else if (!strcmp(a, "--factor")) bad = (c->factor = atof(v)) <= 1 ? -1 : 0;
         else if (!strcmp(a, "--iters")) bad = (c->iters = atoi(v)) < 1 ? -1 : 0;
         else if (!strcmp(a, "--warmup")) bad = (c->warmup = atoi(v)) < 0 ? -1 : 0;
+        else if (!strcmp(a, "--bind")) bad = !strcmp(v, "core") ? (c->bind = 1, 0) : !strcmp(v, "none") ? (c->bind = 0, 0) : -1;
         else { fprintf(stderr, "dtbench: unknown option %s\n", a); return -1; }
         if (bad) { fprintf(stderr, "dtbench: bad value '%s' for %s\n", v, a); return -1; }
     }
@@ -242,6 +248,28 @@ static double bus_factor(bench_op op, int n)
     }
 }
 
+/* Pin this rank to the local_rank-th CPU it may run on (mpirun's default
+ * --bind-to core): two ranks then never share a core, where the scheduler
+ * would otherwise put them at times and every call would pay two context
+ * switches. Returns the CPU, or -1 when not bound. */
+static int bind_core(const bench_cfg *c, int local_rank, int local_size)
+{
+    cpu_set_t allowed;
+    if (c->bind == 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
+    int ncpu = CPU_COUNT(&allowed);
+    if (local_rank < 0 || (c->bind < 0 && local_size > ncpu)) return -1;
+    int want = local_rank % ncpu, k = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        if (k++ != want) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        return sched_setaffinity(0, sizeof one, &one) == 0 ? cpu : -1;
+    }
+    return -1;
+}
+
 static void *buf_alloc(bench *b, size_t bytes)
 {
     if (b->c->shared) return dt_pg_alloc(b->pg, bytes ? bytes : 64);
@@ -264,6 +292,13 @@ int main(int argc, char **argv)
         return dt_last_error_code() == DT_EUNSUPPORTED ? 3 : 1;
     }
     bench b = {.pg = pg, .c = &cfg, .rank = dt_pg_rank(pg), .n = dt_pg_size(pg), .esz = dt_dtype_size(cfg.dtype)};
+    int cpu = bind_core(&cfg, dt_pg_local_rank(pg), dt_pg_local_size(pg));
+    int bound = 0;
+    if (dt_pg_allreduce(pg, &(int){cpu >= 0}, &bound, 1, DT_I32, DT_RED_SUM, NULL, NULL) < 0) {
+        fprintf(stderr, "dtbench: %s\n", dt_last_error());
+        dt_destroy_process_group(pg);
+        return 1;
+    }
     /* the largest buffer of the sweep: all_gather's output is the row's bytes, its input 1/n of it */
     b.cap = cfg.max_bytes - cfg.max_bytes % b.esz;
     b.send = buf_alloc(&b, b.cap);
@@ -282,7 +317,8 @@ int main(int argc, char **argv)
         printf("# dtbench %s, %d ranks, backend %s, dtype %s, %s buffers, iters %d, warmup %d%s\n", OP_NAMES[cfg.op],
                b.n, dt_pg_backend(pg), dt_dtype_name(cfg.dtype), cfg.shared ? "shared (dt_pg_alloc)" : "private",
                cfg.iters, cfg.warmup, cfg.check ? ", checked" : "");
-        printf("# time: slowest rank's median; busbw factor %.3f; wrong: -1 = not checked\n", bus_factor(cfg.op, b.n));
+        printf("# %d of %d ranks bound to a core; time: slowest rank's median; busbw factor %.3f; wrong: -1 = not checked\n",
+               bound, b.n, bus_factor(cfg.op, b.n));
         printf("# %10s %11s %8s %10s %10s %10s %6s\n", "bytes", "count", "dtype", "time_us", "algbw_GBps", "busbw_GBps",
                "wrong");
         fflush(stdout);

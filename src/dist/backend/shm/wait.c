@@ -152,10 +152,10 @@ static int wait_word(dt__shm *st, _Atomic uint32_t *w, _Atomic uint32_t *waiters
 {
     if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
     int64_t t0 = dt_now_ns();
-    for (unsigned i = 1;; i++) {
+    for (unsigned i = 1; st->spin_ns > 0; i++) {
         if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
         cpu_relax();
-        if ((i & 255) == 0) {
+        if ((i & 15) == 0) { /* a pause is ~20-60 ns: look at the clock every ~0.5 us */
             if (atomic_load_explicit(&st->hdr->fail_code, memory_order_relaxed)) return dt__shm_check(st);
             if (dt_now_ns() - t0 > st->spin_ns) break;
         }
