@@ -13,9 +13,12 @@
  * (for reduce, into root's); only rank r ever touches slice r of any buffer,
  * so in-place calls are safe. One more publish/wait says all outputs are
  * written. Otherwise the staging algorithm: the message goes in chunks of
- * DT__SHM_SLOT bytes per rank; per chunk every rank copies its chunk in,
- * reduces its 1/n slice of it reading all slots and writes the result over
- * its own slot's slice, then (after everyone has) copies every slice out.
+ * DT__SHM_SLOT bytes per rank; per chunk every rank copies into its slot the
+ * slices the peers reduce (all but its own), then reduces its own slice
+ * reading its send buffer and the peers' slots, writes the result into its
+ * slot's own slice (unused until then) and its recv, and (after everyone
+ * has) copies the other slices out of the peers' slots: 4 passes over the
+ * message per rank instead of 5.5 for n = 2.
  * Consecutive chunks alternate between the two slot sets, so a rank can copy
  * in chunk k+1 while a slower one still copies out chunk k.
  *
@@ -83,17 +86,27 @@ static int staged_allreduce(dt__shm *st, const dt__coll *c, size_t esz, bool out
     for (size_t x = 0; x < c->count; x += chunk) {
         size_t m = c->count - x < chunk ? c->count - x : chunk, lo, hi;
         DT_CHECK(dt__shm_round_begin(st, c, &p));
-        memcpy(dt__shm_slot(st, p, me), send + x * esz, m * esz);
+        char *slot = dt__shm_slot(st, p, me);
+        /* copy in the slices the peers reduce (ours we read from send) */
+        for (int j = 0; j < n; j++) {
+            if (j == me) continue;
+            dt__shm_split(m, n, j, &lo, &hi);
+            memcpy(slot + lo * esz, send + (x + lo) * esz, (hi - lo) * esz);
+        }
         dt__shm_publish(st);
         DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        /* our slice: every rank's contribution in rank order, into our slot's
+         * (unused) slice for the peers, and into recv */
         dt__shm_split(m, n, me, &lo, &hi);
         const void *ins[DT__SHM_MAX_RANKS];
-        for (int j = 0; j < n; j++) ins[j] = dt__shm_slot(st, p, j) + lo * esz;
-        dt__reduce_n(dt__shm_slot(st, p, me) + lo * esz, ins, n, hi - lo, c->dtype, c->redop, c->premul);
+        for (int j = 0; j < n; j++) ins[j] = j == me ? send + (x + lo) * esz : dt__shm_slot(st, p, j) + lo * esz;
+        dt__reduce_n(slot + lo * esz, ins, n, hi - lo, c->dtype, c->redop, c->premul);
+        if (out_here) memcpy(recv + (x + lo) * esz, slot + lo * esz, (hi - lo) * esz);
         dt__shm_publish(st);
         if (out_here) {
             DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
             for (int j = 0; j < n; j++) {
+                if (j == me) continue;
                 dt__shm_split(m, n, j, &lo, &hi);
                 memcpy(recv + (x + lo) * esz, dt__shm_slot(st, p, j) + lo * esz, (hi - lo) * esz);
             }
