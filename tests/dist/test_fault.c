@@ -8,6 +8,10 @@
  * spawn.h's hang detector bounds the test. Store clients killed mid-request
  * are tested in tests/dist/store/test_store_tcp_multi.c. */
 #include "spawn.h"
+#include "dist/dist_internal.h"
+#include "dist/backend/shm/shm.h"
+
+#include <sched.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -32,16 +36,21 @@ static void expect_failed(dt_pg *pg, const char *needle)
     DT_ASSERT(w == NULL);
 }
 
+/* The victim's killer: waits until this rank's shm step counter shows it is
+ * ten steps into the all_reduce (past the header round, a few staging chunks
+ * into 64), then kills the process: always in the middle of the op. */
 static void *suicide(void *arg)
 {
-    (void)arg;
-    dt_sleep_ms(3);
+    dt__shm *st = ((dt_pg *)arg)->be;
+    _Atomic uint32_t *step = &st->ctrl[st->rank].step;
+    uint32_t s0 = atomic_load(step);
+    while ((int32_t)(atomic_load(step) - s0) < 10) sched_yield();
     raise(SIGKILL);
     return NULL;
 }
 
 /* The last rank dies inside its third all_reduce of BIG floats (a thread
- * kills the process a few ms in); the others get DT_EPEER naming it, or
+ * kills the process once it is ten steps in); the others get DT_EPEER naming it, or
  * DT_ETIMEOUT listing it when the box is too loaded to notice the death first. */
 static void killed_mid_allreduce(int rank, int n, void *arg)
 {
@@ -54,7 +63,7 @@ static void killed_mid_allreduce(int rank, int n, void *arg)
     dt_pg_set_timeout(pg, 8000); /* short from here on (init and warm-up had a long one: a loaded box) */
     if (rank == victim) {
         pthread_t t;
-        pthread_create(&t, NULL, suicide, NULL);
+        pthread_create(&t, NULL, suicide, pg);
         for (;;) dt_pg_allreduce(pg, buf, buf, BIG, DT_F32, DT_RED_SUM, NULL, NULL);
     }
     int rc;
@@ -226,6 +235,9 @@ static void mismatch(int rank, int n, void *arg)
     DT_ASSERT_CONTAINS(e, "#2");
     static const char *const fragment[][2] = {
         {"count 4", "count 5"}, {"(float32", "(float64"}, {"all_reduce #2", "broadcast #2"}, {"root 0", "root 1"}, {"sum", "max"}};
+    static const char *const differs[] = {"(count differs)", "(dtype differs)", "(op differs)", "(root differs)",
+                                          "(reduction differs)"};
+    DT_ASSERT_CONTAINS(e, differs[m->kind]);
     DT_ASSERT_CONTAINS(e, fragment[m->kind][0]);
     DT_ASSERT_CONTAINS(e, fragment[m->kind][1]);
     expect_failed(pg, "called");

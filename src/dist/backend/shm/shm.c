@@ -124,10 +124,19 @@ int dt__shm_check_hdrs(dt__shm *st, int p, const dt__coll *c)
                     (h->kind == DT__OP_ALLTOALL || h->count == mine->count) &&
                     (!reducing(h->kind) || h->redop == mine->redop) && (!rooted(h->kind) || h->root == mine->root);
         if (same) continue;
-        char a[160], b[160];
+        char a[160], b[160], what[64] = "";
         describe(h, a, sizeof a);
         describe(mine, b, sizeof b);
-        return dt__shm_fail(st, DT_EMISMATCH, 0, "rank %d called %s while rank %d called %s", j, a, st->rank, b);
+        if (h->seq != mine->seq) strcat(what, ", sequence number");
+        if (h->kind != mine->kind) strcat(what, ", op");
+        else {
+            if (h->dtype != mine->dtype) strcat(what, ", dtype");
+            if (h->count != mine->count) strcat(what, ", count");
+            if (reducing(h->kind) && h->redop != mine->redop) strcat(what, ", reduction");
+            if (rooted(h->kind) && h->root != mine->root) strcat(what, ", root");
+        }
+        return dt__shm_fail(st, DT_EMISMATCH, 0, "rank %d called %s while rank %d called %s (%s differ%s)", j, a, st->rank,
+                            b, what[0] ? what + 2 : "arguments", what[0] && !strchr(what + 2, ',') ? "s" : "");
     }
     return 0;
 }
