@@ -9,7 +9,7 @@ build=$1
 T=$(mktemp -d /tmp/dt_examples_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+freeport() { "$build/tests/dtrun_worker" freeport; }   # a port the kernel says is free
 expect_grep() { grep -Eq -- "$1" "$2" || { echo "--- $2:" >&2; cat "$2" >&2; fail "no line matches /$1/ in $2"; }; }
 
 # run_world EX N METHOD: start N ranks of EX, wait for all, check their output
