@@ -53,7 +53,8 @@ static void describe(const fingerprint *f, char *buf, size_t cap)
     if (n < 0 || (size_t)n >= cap) return;
     if (f->kind <= DT__OP_REDUCE) n += snprintf(buf + n, cap - (size_t)n, ", count %llu", (unsigned long long)f->count);
     else if (f->count) n += snprintf(buf + n, cap - (size_t)n, ", counts hash %08llx", (unsigned long long)(f->count & 0xffffffffu));
-    if ((size_t)n < cap && f->redop) n += snprintf(buf + n, cap - (size_t)n, ", %s", dt_redop_name((dt_redop)f->redop));
+    bool red = f->kind == DT__OP_ALLREDUCE || f->kind == DT__OP_REDUCE || f->kind == DT__OP_REDUCE_SCATTER;
+    if ((size_t)n < cap && red) n += snprintf(buf + n, cap - (size_t)n, ", %s", dt_redop_name((dt_redop)f->redop));
     if ((size_t)n < cap && f->root >= 0) n += snprintf(buf + n, cap - (size_t)n, ", root %d", f->root);
     if ((size_t)n < cap) snprintf(buf + n, cap - (size_t)n, ")");
 }
@@ -91,8 +92,17 @@ static int check_locked(dt_pg *pg, const dt__coll *c)
             char a[200], b[200];
             describe(&theirs, a, sizeof a);
             describe(&mine, b, sizeof b);
-            rc = dt_set_error(DT_EMISMATCH, "DTRAIN_DEBUG=DETAIL: rank %d called %s while rank %d called %s", j, a,
-                              pg->rank, b);
+            char what[64] = "";
+            if (theirs.seq != mine.seq) strcat(what, ", sequence number");
+            if (theirs.kind != mine.kind) strcat(what, ", op");
+            else {
+                if (theirs.dtype != mine.dtype) strcat(what, ", dtype");
+                if (theirs.count != mine.count) strcat(what, ", count");
+                if (theirs.redop != mine.redop) strcat(what, ", reduction");
+                if (theirs.root != mine.root) strcat(what, ", root");
+            }
+            rc = dt_set_error(DT_EMISMATCH, "DTRAIN_DEBUG=DETAIL: rank %d called %s while rank %d called %s (%s differ%s)",
+                              j, a, pg->rank, b, what[0] ? what + 2 : "arguments", what[0] && !strchr(what + 2, ',') ? "s" : "");
         }
     }
     dt_store_set_timeout(pg->store, saved);

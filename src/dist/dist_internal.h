@@ -6,7 +6,14 @@
  * the first one). A synchronous op runs on the calling thread when the queue
  * is empty and nothing runs (`busy`), which keeps small-message latency free
  * of thread hand-offs; otherwise it queues too and waits. Collective sequence
- * numbers are taken when an op is issued, so they follow issue order. */
+ * numbers are taken when an op is issued, so they follow issue order.
+ *
+ * Point to point. The communication thread runs a p2p work together with
+ * every p2p work queued behind it, including those issued while it runs (the
+ * submitter sets p2p_kick and wakes the backend): an isend and the irecv
+ * issued after it progress at once, as torch's do, so a ring exchange of
+ * large messages cannot deadlock. Works of the set complete one by one as
+ * their messages do; a collective queued behind the set waits for all of it. */
 #ifndef DTRAIN_DIST_INTERNAL_H
 #define DTRAIN_DIST_INTERNAL_H
 
@@ -57,6 +64,7 @@ struct dt_pg {
     dt_work *head, *tail;
     bool busy, stop, thread_started;
     pthread_t thread;
+    _Atomic int p2p_kick;           /* set when a p2p work is queued: the running p2p set absorbs it */
     /* failure: failed != 0 once an op failed fatally; fail_msg says why */
     _Atomic int failed;
     pthread_mutex_t fail_mu;
@@ -75,6 +83,8 @@ void dt__work_init(dt_work *w, dt_pg *pg, const dt_op_opts *o);
 int dt__pg_submit(dt_pg *pg, dt_work *w, dt_work **out);
 /* 0 when pg takes ops; DT_EINVAL, DT_ENOTMEMBER or DT_ESTATE with a message. */
 int dt__pg_usable(const dt_pg *pg, const char *what);
+/* Make msg (a stored dt_last_error() of code) this thread's error again, as it was. */
+int dt__reraise(int code, const char *msg);
 /* Mark pg failed (first failure wins). */
 void dt__pg_set_failed(dt_pg *pg, int code, const char *msg);
 /* Stop the thread after the queue drained. */

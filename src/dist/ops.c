@@ -77,6 +77,7 @@ static int submit_lists(dt_pg *pg, dt_work *w, lists *l, dt_work **work)
 int dt_pg_allreduce(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype dtype, dt_redop op,
                     const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "all_reduce", dtype));
     DT_CHECK(dt__redop_check(dtype, op));
     DT_CHECK(check_buf(send, count, dtype, "all_reduce", "send"));
@@ -95,6 +96,7 @@ int dt_pg_allreduce(dt_pg *pg, const void *send, void *recv, size_t count, dt_dt
 int dt_pg_reduce(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype dtype, dt_redop op, int root,
                  const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "reduce", dtype));
     DT_CHECK(dt__redop_check(dtype, op));
     DT_CHECK(check_root(pg, root, "reduce"));
@@ -115,6 +117,7 @@ int dt_pg_reduce(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype
 int dt_pg_broadcast(dt_pg *pg, void *buf, size_t count, dt_dtype dtype, int root, const dt_op_opts *o,
                     dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "broadcast", dtype));
     DT_CHECK(check_root(pg, root, "broadcast"));
     DT_CHECK(check_buf(buf, count, dtype, "broadcast", "buf"));
@@ -146,6 +149,7 @@ static int gather_common(dt_pg *pg, dt__op_kind kind, int root, const void *send
 int dt_pg_allgather(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype dtype, const dt_op_opts *o,
                     dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "all_gather", dtype));
     DT_CHECK(check_buf(send, count, dtype, "all_gather", "send"));
     DT_CHECK(check_buf(recv, count * (size_t)pg->size, dtype, "all_gather", "recv"));
@@ -159,6 +163,7 @@ int dt_pg_allgather(dt_pg *pg, const void *send, void *recv, size_t count, dt_dt
 int dt_pg_allgatherv(dt_pg *pg, const void *send, size_t send_count, void *recv, const size_t *recv_counts,
                      dt_dtype dtype, const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "all_gather", dtype));
     if (!recv_counts) return dt_set_error(DT_EINVAL, "all_gather: recv_counts is NULL");
     if (recv_counts[pg->rank] != send_count)
@@ -178,6 +183,7 @@ int dt_pg_allgatherv(dt_pg *pg, const void *send, size_t send_count, void *recv,
 int dt_pg_allgather_list(dt_pg *pg, const void *send, void *const *recv_list, size_t count, dt_dtype dtype,
                          const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "all_gather", dtype));
     DT_CHECK(check_buf(send, count, dtype, "all_gather", "send"));
     if (!recv_list) return dt_set_error(DT_EINVAL, "all_gather: recv_list is NULL");
@@ -191,6 +197,7 @@ int dt_pg_allgather_list(dt_pg *pg, const void *send, void *const *recv_list, si
 int dt_pg_gather(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype dtype, int root,
                  const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "gather", dtype));
     DT_CHECK(check_root(pg, root, "gather"));
     DT_CHECK(check_buf(send, count, dtype, "gather", "send"));
@@ -205,6 +212,7 @@ int dt_pg_gather(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype
 int dt_pg_scatter(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype dtype, int root,
                   const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "scatter", dtype));
     DT_CHECK(check_root(pg, root, "scatter"));
     DT_CHECK(check_buf(recv, count, dtype, "scatter", "recv"));
@@ -227,6 +235,7 @@ int dt_pg_scatter(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtyp
 int dt_pg_reduce_scatter(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype dtype, dt_redop op,
                          const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "reduce_scatter", dtype));
     DT_CHECK(dt__redop_check(dtype, op));
     DT_CHECK(check_buf(send, count * (size_t)pg->size, dtype, "reduce_scatter", "send"));
@@ -249,6 +258,7 @@ int dt_pg_reduce_scatter(dt_pg *pg, const void *send, void *recv, size_t count, 
 int dt_pg_alltoallv(dt_pg *pg, const void *send, const size_t *send_counts, void *recv, const size_t *recv_counts,
                     dt_dtype dtype, const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "all_to_all", dtype));
     if (!send_counts || !recv_counts) return dt_set_error(DT_EINVAL, "all_to_all: NULL count list");
     size_t st = 0, rt = 0;
@@ -275,6 +285,7 @@ int dt_pg_alltoallv(dt_pg *pg, const void *send, const size_t *send_counts, void
 int dt_pg_alltoall(dt_pg *pg, const void *send, void *recv, size_t count, dt_dtype dtype, const dt_op_opts *o,
                    dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "all_to_all", dtype));
     size_t stack[DT__LIST_STACK], *counts = pg->size <= DT__LIST_STACK ? stack : dt_alloc((size_t)pg->size * sizeof(size_t), DT_MEM_COMM);
     if (!counts) return DT_ENOMEM;
@@ -286,6 +297,7 @@ int dt_pg_alltoall(dt_pg *pg, const void *send, void *recv, size_t count, dt_dty
 
 int dt_pg_barrier(dt_pg *pg, const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(prep(pg, "barrier", DT_U8));
     dt_work w;
     dt__work_init(&w, pg, o);
@@ -310,6 +322,7 @@ static int check_p2p(const dt_pg *pg, const dt_p2p_op *op, int i)
 
 int dt_pg_batch_p2p(dt_pg *pg, const dt_p2p_op *ops, int nops, const dt_op_opts *o, dt_work **work)
 {
+    if (work) *work = NULL;
     DT_CHECK(dt__pg_usable(pg, "batch_p2p"));
     if (nops < 0 || (nops && !ops)) return dt_set_error(DT_EINVAL, "batch_p2p: %d ops at %p", nops, (const void *)ops);
     for (int i = 0; i < nops; i++) DT_CHECK(check_p2p(pg, &ops[i], i));
@@ -332,6 +345,7 @@ int dt_pg_batch_p2p(dt_pg *pg, const dt_p2p_op *ops, int nops, const dt_op_opts 
 int dt_pg_send(dt_pg *pg, const void *buf, size_t count, dt_dtype dtype, int dst, int tag, const dt_op_opts *o,
                dt_work **work)
 {
+    if (work) *work = NULL;
     dt_p2p_op op = {.kind = DT_P2P_SEND, .buf = (void *)buf, .count = count, .dtype = dtype, .peer = dst, .tag = tag};
     return dt_pg_batch_p2p(pg, &op, 1, o, work);
 }
@@ -339,6 +353,7 @@ int dt_pg_send(dt_pg *pg, const void *buf, size_t count, dt_dtype dtype, int dst
 int dt_pg_recv(dt_pg *pg, void *buf, size_t count, dt_dtype dtype, int src, int tag, const dt_op_opts *o,
                dt_work **work)
 {
+    if (work) *work = NULL;
     dt_p2p_op op = {.kind = DT_P2P_RECV, .buf = buf, .count = count, .dtype = dtype, .peer = src, .tag = tag};
     return dt_pg_batch_p2p(pg, &op, 1, o, work);
 }

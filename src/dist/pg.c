@@ -144,7 +144,7 @@ int dt_pg_error(const dt_pg *pg)
 {
     if (!pg) return DT_EINVAL;
     int code = atomic_load(&pg->failed);
-    if (code) dt_set_error(code, "%s", pg->fail_msg);
+    if (code) dt__reraise(code, pg->fail_msg);
     return code;
 }
 

@@ -43,6 +43,20 @@ int dt__pg_usable(const dt_pg *pg, const char *what)
     return 0;
 }
 
+int dt__reraise(int code, const char *msg)
+{
+    char pre[128];
+    snprintf(pre, sizeof pre, "%s: ", dt_strerror(code));
+    const char *at = strstr(msg, pre);
+    if (!at) return dt_set_error(code, "%s", msg);
+    if (at == msg) return dt_set_error(code, "%s", msg + strlen(pre));
+    /* "context: <strerror>: inner", as dt_error_wrap made it */
+    dt_set_error(code, "%s", at + strlen(pre));
+    int head = (int)(at - msg);
+    if (head >= 2 && msg[head - 2] == ':' && msg[head - 1] == ' ') head -= 2;
+    return dt_error_wrap(code, "%.*s", head, msg);
+}
+
 void dt__pg_set_failed(dt_pg *pg, int code, const char *msg)
 {
     pthread_mutex_lock(&pg->fail_mu);
@@ -55,26 +69,44 @@ void dt__pg_set_failed(dt_pg *pg, int code, const char *msg)
 
 static const char *work_name(const dt_work *w) { return w->is_p2p ? "send/recv" : dt__op_name(w->c.kind); }
 
+static int p2p_fail(dt_pg *pg, int rc, int nworks, int nmsgs)
+{
+    rc = dt_error_wrap(rc, "send/recv (%d work%s, %d message%s in flight) on group '%s' (%s, rank %d of %d)", nworks,
+                       nworks == 1 ? "" : "s", nmsgs, nmsgs == 1 ? "" : "s", pg->name, pg->ops->name, pg->rank,
+                       pg->size);
+    if (rc != DT_EINVAL) dt__pg_set_failed(pg, rc, dt_last_error());
+    return rc;
+}
+
+/* A synchronous p2p work on the calling thread: its messages only. */
+static int execute_p2p(dt_pg *pg, dt_work *w)
+{
+    dt__p2p *stack[16], **v = w->np2p <= 16 ? stack : dt_alloc((size_t)w->np2p * sizeof *v, DT_MEM_COMM);
+    if (!v) return dt_set_error(DT_ENOMEM, "send/recv: %d messages", w->np2p);
+    for (int i = 0; i < w->np2p; i++) v[i] = &w->p2p[i];
+    int64_t deadline = dt_deadline_ns(w->timeout_ms);
+    int rc = 0, left = w->np2p;
+    while (left && rc == 0) {
+        rc = pg->ops->p2p(pg->be, v, w->np2p, deadline, NULL);
+        left = 0;
+        for (int i = 0; i < w->np2p; i++) left += !w->p2p[i].complete;
+    }
+    if (v != stack) dt_free(v);
+    return rc < 0 ? p2p_fail(pg, rc, 1, w->np2p) : 0;
+}
+
 /* Run one op on this thread: the DETAIL check, the backend, the wrapping. */
 static int execute(dt_pg *pg, dt_work *w)
 {
     int rc = dt__pg_usable(pg, work_name(w));
     if (rc < 0) return rc;
-    int64_t deadline = dt_deadline_ns(w->timeout_ms);
-    if (w->is_p2p) {
-        rc = pg->ops->p2p(pg->be, w->p2p, w->np2p, deadline);
-    } else {
-        w->c.deadline_ns = deadline;
-        if (pg->detail) rc = dt__detail_check(pg, &w->c);
-        if (rc == 0) rc = pg->ops->coll[w->c.kind](pg->be, &w->c);
-    }
+    if (w->is_p2p) return execute_p2p(pg, w);
+    w->c.deadline_ns = dt_deadline_ns(w->timeout_ms);
+    if (pg->detail) rc = dt__detail_check(pg, &w->c);
+    if (rc == 0) rc = pg->ops->coll[w->c.kind](pg->be, &w->c);
     if (rc == 0) return 0;
-    if (w->is_p2p)
-        rc = dt_error_wrap(rc, "send/recv on group '%s' (%s, rank %d of %d)", pg->name, pg->ops->name, pg->rank,
-                           pg->size);
-    else
-        rc = dt_error_wrap(rc, "%s #%llu on group '%s' (%s, rank %d of %d)", dt__op_name(w->c.kind),
-                           (unsigned long long)w->c.seq, pg->name, pg->ops->name, pg->rank, pg->size);
+    rc = dt_error_wrap(rc, "%s #%llu on group '%s' (%s, rank %d of %d)", dt__op_name(w->c.kind),
+                       (unsigned long long)w->c.seq, pg->name, pg->ops->name, pg->rank, pg->size);
     if (rc != DT_EINVAL) dt__pg_set_failed(pg, rc, dt_last_error());
     return rc;
 }
@@ -98,6 +130,86 @@ static void complete(dt_work *w, int rc)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* The communication thread's p2p set (see dist_internal.h): first, then every
+ * p2p work that reaches the head of the queue while the set runs. Called and
+ * returns with pg->mu held. */
+static void run_p2p_set(dt_pg *pg, dt_work *first)
+{
+    dt_work **set = NULL;
+    dt__p2p **msgs = NULL;
+    int nset = 0, capset = 0, capmsg = 0, rc = 0;
+    int64_t deadline = INT64_MAX;
+    dt_work *add = first;
+    for (;;) {
+        /* absorb: first, then the p2p works now at the head of the queue */
+        atomic_store(&pg->p2p_kick, 0);
+        while (add || (pg->head && pg->head->is_p2p)) {
+            dt_work *w = add;
+            if (!w) {
+                w = pg->head;
+                pg->head = w->next;
+                if (!pg->head) pg->tail = NULL;
+            }
+            add = NULL;
+            if (nset == capset) {
+                capset = capset ? 2 * capset : 8;
+                dt_work **ns = dt_realloc(set, (size_t)capset * sizeof *ns, DT_MEM_COMM);
+                if (!ns) {
+                    pthread_mutex_unlock(&pg->mu);
+                    dt_set_error(DT_ENOMEM, "send/recv: %d works in flight", nset + 1);
+                    complete(w, DT_ENOMEM);
+                    work_release(w);
+                    pthread_mutex_lock(&pg->mu);
+                    continue;
+                }
+                set = ns;
+            }
+            set[nset++] = w;
+            w->c.deadline_ns = dt_deadline_ns(w->timeout_ms); /* a p2p work's clock starts when it joins */
+            if (w->c.deadline_ns < deadline) deadline = w->c.deadline_ns;
+        }
+        pthread_mutex_unlock(&pg->mu);
+        int nmsg = 0;
+        for (int k = 0; k < nset; k++) nmsg += set[k]->np2p;
+        if (nmsg > capmsg) {
+            dt__p2p **nm = dt_realloc(msgs, (size_t)nmsg * sizeof *nm, DT_MEM_COMM);
+            if (nm) msgs = nm, capmsg = nmsg;
+            else rc = dt_set_error(DT_ENOMEM, "send/recv: %d messages in flight", nmsg);
+        }
+        if (rc == 0) rc = dt__pg_usable(pg, "send/recv");
+        if (rc == 0 && nset) {
+            int m = 0;
+            for (int k = 0; k < nset; k++)
+                for (int i = 0; i < set[k]->np2p; i++) msgs[m++] = &set[k]->p2p[i];
+            rc = pg->ops->p2p(pg->be, msgs, m, deadline, &pg->p2p_kick);
+            if (rc < 0) rc = p2p_fail(pg, rc, nset, m);
+        }
+        /* complete what is done (everything on failure), keep the rest in order */
+        int keep = 0;
+        deadline = INT64_MAX;
+        for (int k = 0; k < nset; k++) {
+            dt_work *w = set[k];
+            bool done = rc < 0;
+            if (!done) {
+                done = true;
+                for (int i = 0; i < w->np2p; i++) done &= w->p2p[i].complete;
+            }
+            if (done) {
+                complete(w, rc < 0 ? rc : 0);
+                work_release(w);
+            } else {
+                set[keep++] = w;
+                if (w->c.deadline_ns < deadline) deadline = w->c.deadline_ns;
+            }
+        }
+        nset = keep;
+        pthread_mutex_lock(&pg->mu);
+        if (!nset && !(pg->head && pg->head->is_p2p)) break;
+    }
+    dt_free(set);
+    dt_free(msgs);
+}
+
 static void *comm_main(void *arg)
 {
     dt_pg *pg = arg;
@@ -109,11 +221,15 @@ static void *comm_main(void *arg)
         pg->head = w->next;
         if (!pg->head) pg->tail = NULL;
         pg->busy = true;
-        pthread_mutex_unlock(&pg->mu);
-        int rc = execute(pg, w);
-        complete(w, rc);
-        work_release(w);
-        pthread_mutex_lock(&pg->mu);
+        if (w->is_p2p) {
+            run_p2p_set(pg, w);
+        } else {
+            pthread_mutex_unlock(&pg->mu);
+            int rc = execute(pg, w);
+            complete(w, rc);
+            work_release(w);
+            pthread_mutex_lock(&pg->mu);
+        }
         pg->busy = false;
         pthread_cond_broadcast(&pg->cv);
     }
@@ -218,6 +334,10 @@ int dt__pg_submit(dt_pg *pg, dt_work *w, dt_work **out)
     pg->tail = q;
     pthread_cond_broadcast(&pg->cv);
     pthread_mutex_unlock(&pg->mu);
+    if (q->is_p2p) {
+        atomic_store(&pg->p2p_kick, 1);
+        if (pg->ops->p2p_kick) pg->ops->p2p_kick(pg->be);
+    }
     if (out) {
         *out = q;
         return 0;
@@ -242,10 +362,12 @@ int dt_work_wait(dt_work *w, int64_t timeout_ms)
         }
         pthread_mutex_unlock(&w->mu);
         if (!atomic_load(&w->done))
-            return dt_set_error(DT_ETIMEOUT, "dt_work_wait: %s (collective #%llu) not complete after %lld ms (it goes on)",
-                                work_name(w), (unsigned long long)w->c.seq, (long long)timeout_ms);
+            return w->is_p2p ? dt_set_error(DT_ETIMEOUT, "dt_work_wait: send/recv not complete after %lld ms (it goes on)",
+                                            (long long)timeout_ms)
+                             : dt_set_error(DT_ETIMEOUT, "dt_work_wait: %s #%llu not complete after %lld ms (it goes on)",
+                                            work_name(w), (unsigned long long)w->c.seq, (long long)timeout_ms);
     }
-    if (w->rc) return dt_set_error(w->rc, "%s", w->msg);
+    if (w->rc) return dt__reraise(w->rc, w->msg);
     return 0;
 }
 

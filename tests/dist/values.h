@@ -6,7 +6,7 @@
 
 #include "dt_test.h"
 
-static double get_el(dt_dtype t, const void *b, size_t i)
+static inline double get_el(dt_dtype t, const void *b, size_t i)
 {
     switch (t) {
     case DT_F32: return ((const float *)b)[i];
@@ -20,7 +20,7 @@ static double get_el(dt_dtype t, const void *b, size_t i)
     }
 }
 
-static void put_el(dt_dtype t, void *b, size_t i, double v)
+static inline void put_el(dt_dtype t, void *b, size_t i, double v)
 {
     switch (t) {
     case DT_F32: ((float *)b)[i] = (float)v; break;
@@ -35,12 +35,12 @@ static void put_el(dt_dtype t, void *b, size_t i, double v)
 }
 
 /* Rank r's i-th value: 1..11. For PRODUCT: 1 or 2. */
-static double val(int r, size_t i) { return (double)((r * 7 + i * 3) % 11 + 1); }
-static double pval(int r, size_t i) { return (double)(1 + (r + i) % 2); }
-static double rval(dt_redop op, int r, size_t i) { return op == DT_RED_PRODUCT ? pval(r, i) : val(r, i); }
+static inline double val(int r, size_t i) { return (double)((r * 7 + i * 3) % 11 + 1); }
+static inline double pval(int r, size_t i) { return (double)(1 + (r + i) % 2); }
+static inline double rval(dt_redop op, int r, size_t i) { return op == DT_RED_PRODUCT ? pval(r, i) : val(r, i); }
 
 /* The reduction of rval over ranks 0..n-1, computed independently of the library. */
-static double expect_red(dt_redop op, int n, size_t i)
+static inline double expect_red(dt_redop op, int n, size_t i)
 {
     double acc = rval(op, 0, i);
     long long ia = (long long)acc;
@@ -65,7 +65,7 @@ static double expect_red(dt_redop op, int n, size_t i)
     return acc;
 }
 
-static double tol_of(dt_dtype t, dt_redop op, double v)
+static inline double tol_of(dt_dtype t, dt_redop op, double v)
 {
     if (op != DT_RED_AVG) return 0;
     double rel = t == DT_BF16 ? 8e-3 : t == DT_F16 ? 1e-3 : t == DT_F32 ? 2e-7 : 1e-15;

@@ -38,6 +38,8 @@
 
 #include <dtrain/dist.h>
 
+#include <stdatomic.h>
+
 typedef enum {
     DT__OP_ALLREDUCE = 0, DT__OP_BROADCAST, DT__OP_REDUCE, DT__OP_ALLGATHER, DT__OP_GATHER,
     DT__OP_SCATTER, DT__OP_REDUCE_SCATTER, DT__OP_ALLTOALL, DT__OP_BARRIER, DT__OP_P2P,
@@ -75,7 +77,9 @@ typedef struct {
     int64_t deadline_ns;
 } dt__coll;
 
-/* One message of a point-to-point batch. */
+/* One message of a point-to-point batch. Its progress lives here (zero
+ * before the first p2p() call), so the group layer can add messages to the
+ * set in flight between calls. */
 typedef struct {
     dt_p2p_kind kind;
     void *buf;
@@ -83,6 +87,8 @@ typedef struct {
     int peer;                /* DT_ANY_SOURCE for a recv from anyone */
     int tag;
     int source;              /* out: for a recv, the rank it came from */
+    size_t done;             /* progress: bytes moved */
+    bool started, complete;
 } dt__p2p;
 
 /* What create() gets. The store is this group's (keys need no prefix),
@@ -107,8 +113,14 @@ typedef struct dt__backend_ops {
     /* One function per collective kind, indexed by dt__op_kind (every entry
      * below DT__OP_P2P set): coll[DT__OP_ALLREDUCE] = shm_allreduce, ... */
     int (*coll[DT__OP_P2P])(void *state, const dt__coll *c);
-    /* Runs every message of ops together; returns when all are done. */
-    int (*p2p)(void *state, dt__p2p *ops, int nops, int64_t deadline_ns);
+    /* Progresses every incomplete message of ops together (in issue order:
+     * messages between two ranks match in the order given) and returns 0 once
+     * all are complete, or at least one more is, or *kick (may be NULL) is
+     * set; the group layer calls again with the incomplete ones plus any
+     * issued since. A failure fails the whole set. */
+    int (*p2p)(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
+    /* Wake a p2p() sleeping in this process so it sees *kick (any thread). */
+    void (*p2p_kick)(void *state);
     /* Shared communication buffers; NULL alloc = none (dt_pg_alloc fails). */
     void *(*alloc)(void *state, size_t bytes);
     void (*free)(void *state, void *p);

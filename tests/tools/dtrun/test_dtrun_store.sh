@@ -55,16 +55,33 @@ for f in "$T/ge0" "$T/ge1"; do
     expect_grep '^  traceback : peer failed or disconnected: boom from rank 1$' "$f.root"
 done
 
-# the examples, once the dist branch brings them: env:// init under dtrun (each
-# example's own launch line decides its other init methods)
+# the examples under dtrun: env:// (the agent's store), tcp:// at the agent's
+# store (TORCHELASTIC_USE_AGENT_STORE: workers are clients, as in torch), and
+# tcp:// at a fresh port under --standalone (rank 0 hosts it)
+ex_expect() {  # NAME FILE: what each example prints on both ranks
+    for r in 0 1; do
+        if [ "$1" = hello ]; then
+            expect_grep "^\[$r\]: rank $r local_rank $r world_size 2$" "$2"
+        else
+            expect_grep "^\[$r\]: rank $r all_gather \[\[1, 2\], \[3, 4\]\]$" "$2"
+            expect_grep "^\[$r\]: rank $r all_reduce sum \[4, 6\]$" "$2"
+        fi
+    done
+}
 for ex in hello collectives; do
     if [ -x "$build/bin/$ex" ]; then
         "$DTRUN" --nproc_per_node=2 --master_port=$(freeport) "$build/bin/$ex" > "$T/$ex" 2> "$T/$ex.err" ||
             { cat "$T/$ex.err"; fail "$ex failed under dtrun"; }
-        expect_grep '^\[0\]: ' "$T/$ex"
-        expect_grep '^\[1\]: ' "$T/$ex"
+        ex_expect $ex "$T/$ex"
+        port=$(freeport)
+        "$DTRUN" --nproc_per_node=2 --master_port=$port "$build/bin/$ex" --init-method tcp://127.0.0.1:$port \
+            > "$T/$ex.tcp" 2> "$T/$ex.tcp.err" || { cat "$T/$ex.tcp.err"; fail "$ex (tcp://, agent store) failed"; }
+        ex_expect $ex "$T/$ex.tcp"
+        "$DTRUN" --standalone --nproc_per_node=2 "$build/bin/$ex" --init-method tcp://127.0.0.1:$(freeport) \
+            > "$T/$ex.tcp2" 2> "$T/$ex.tcp2.err" || { cat "$T/$ex.tcp2.err"; fail "$ex (tcp://, standalone) failed"; }
+        ex_expect $ex "$T/$ex.tcp2"
     else
-        echo "SKIP: $build/bin/$ex is not built yet (process groups land with the dist branch)"
+        echo "SKIP: $build/bin/$ex is not built"
     fi
 done
 cat "$T/ge0"

@@ -9,13 +9,17 @@
  * rank's buffers are). If every rank's buffers live in its shm heap
  * (dt_pg_alloc), the direct algorithm runs: rank r reduces its 1/n slice of
  * the elements reading every peer's send buffer in place, in cache-sized
- * chunks, and writes each reduced chunk straight into every rank's output
- * (for reduce, into root's); only rank r ever touches slice r of any buffer,
- * so in-place calls are safe. One more publish/wait says all outputs are
- * written. Otherwise the staging algorithm: the message goes in chunks of
- * DT__SHM_SLOT bytes per rank; per chunk every rank copies its chunk in,
- * reduces its 1/n slice of it reading all slots and writes the result over
- * its own slot's slice, then (after everyone has) copies every slice out.
+ * chunks, into its own output (for reduce, into root's); after a
+ * publish/wait every rank copies the other slices out of their owners'
+ * outputs, and a last publish/wait says nobody reads ours any more. In place
+ * is safe: a rank overwrites its other slices only once every peer has
+ * reduced them. Otherwise the staging algorithm: the message goes in chunks of
+ * DT__SHM_SLOT bytes per rank; per chunk every rank copies into its slot the
+ * slices the peers reduce (all but its own), then reduces its own slice
+ * reading its send buffer and the peers' slots, writes the result into its
+ * slot's own slice (unused until then) and its recv, and (after everyone
+ * has) copies the other slices out of the peers' slots: 4 passes over the
+ * message per rank instead of 5.5 for n = 2.
  * Consecutive chunks alternate between the two slot sets, so a rank can copy
  * in chunk k+1 while a slower one still copies out chunk k.
  *
@@ -48,8 +52,11 @@ static int small_allreduce(dt__shm *st, const dt__coll *c, size_t bytes, bool ou
     return 0;
 }
 
-/* Inside the header round of parity p, every buffer in a heap. */
-static void direct_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
+/* Inside the header round of parity p, every buffer in a heap: reduce our
+ * slice (phase 0), or, for all_reduce after everyone has, copy the peers'
+ * reduced slices out of their outputs into ours (phase 1: remote reads and
+ * local writes, cheaper than writing into every peer's output). */
+static void direct_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz, int phase)
 {
     int n = st->size;
     bool reduce = c->kind == DT__OP_REDUCE;
@@ -61,6 +68,14 @@ static void direct_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
         recvj[j] = h->recv_off >= 0 ? st->base + h->recv_off : NULL;
     }
     size_t lo, hi, step = DT__SHM_DIRECT_CHUNK / esz;
+    if (phase == 1) {
+        for (int j = 0; j < n; j++) {
+            if (j == st->rank) continue;
+            dt__shm_split(c->count, n, j, &lo, &hi);
+            memcpy(recvj[st->rank] + lo * esz, recvj[j] + lo * esz, (hi - lo) * esz);
+        }
+        return;
+    }
     dt__shm_split(c->count, n, st->rank, &lo, &hi);
     char *dst = reduce ? recvj[c->root] : recvj[st->rank];
     for (size_t x = lo; x < hi; x += step) {
@@ -68,9 +83,6 @@ static void direct_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
         const void *ins[DT__SHM_MAX_RANKS];
         for (int j = 0; j < n; j++) ins[j] = sendj[j] + x * esz;
         dt__reduce_n(dst + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
-        if (!reduce)
-            for (int j = 0; j < n; j++)
-                if (j != st->rank) memcpy(recvj[j] + x * esz, dst + x * esz, m * esz);
     }
 }
 
@@ -83,17 +95,27 @@ static int staged_allreduce(dt__shm *st, const dt__coll *c, size_t esz, bool out
     for (size_t x = 0; x < c->count; x += chunk) {
         size_t m = c->count - x < chunk ? c->count - x : chunk, lo, hi;
         DT_CHECK(dt__shm_round_begin(st, c, &p));
-        memcpy(dt__shm_slot(st, p, me), send + x * esz, m * esz);
+        char *slot = dt__shm_slot(st, p, me);
+        /* copy in the slices the peers reduce (ours we read from send) */
+        for (int j = 0; j < n; j++) {
+            if (j == me) continue;
+            dt__shm_split(m, n, j, &lo, &hi);
+            memcpy(slot + lo * esz, send + (x + lo) * esz, (hi - lo) * esz);
+        }
         dt__shm_publish(st);
         DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        /* our slice: every rank's contribution in rank order, into our slot's
+         * (unused) slice for the peers, and into recv */
         dt__shm_split(m, n, me, &lo, &hi);
         const void *ins[DT__SHM_MAX_RANKS];
-        for (int j = 0; j < n; j++) ins[j] = dt__shm_slot(st, p, j) + lo * esz;
-        dt__reduce_n(dt__shm_slot(st, p, me) + lo * esz, ins, n, hi - lo, c->dtype, c->redop, c->premul);
+        for (int j = 0; j < n; j++) ins[j] = j == me ? send + (x + lo) * esz : dt__shm_slot(st, p, j) + lo * esz;
+        dt__reduce_n(slot + lo * esz, ins, n, hi - lo, c->dtype, c->redop, c->premul);
+        if (out_here) memcpy(recv + (x + lo) * esz, slot + lo * esz, (hi - lo) * esz);
         dt__shm_publish(st);
         if (out_here) {
             DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
             for (int j = 0; j < n; j++) {
+                if (j == me) continue;
                 dt__shm_split(m, n, j, &lo, &hi);
                 memcpy(recv + (x + lo) * esz, dt__shm_slot(st, p, j) + lo * esz, (hi - lo) * esz);
             }
@@ -124,9 +146,15 @@ int dt__shm_allreduce(void *state, const dt__coll *c)
         if (h->send_off < 0 || ((!reduce || j == c->root) && h->recv_off < 0)) direct = false;
     }
     if (direct) {
-        direct_allreduce(st, c, p, esz);
+        direct_allreduce(st, c, p, esz, 0);
         dt__shm_publish(st);
         DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        if (!reduce) {
+            /* in place, our output's other slices were peers' inputs: written only now */
+            direct_allreduce(st, c, p, esz, 1);
+            dt__shm_publish(st);
+            DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns)); /* nobody still reads our slice */
+        }
         dt__shm_round_end(st, p);
         return 0;
     }

@@ -18,9 +18,15 @@ static int shm_create(const dt__backend_init *init, void **state)
     st->size = init->size;
     snprintf(st->group, sizeof st->group, "%s", init->group_name);
     st->op = "init";
-    /* Spinning pays while every rank has a core; past that it steals the
-     * core of the rank we wait for, so sleep almost at once. */
-    st->spin_ns = init->size <= dt_num_cpus() ? 30000 : 2000;
+    /* Waiting (wait.c): a short pure spin while every rank has a core, then
+     * a spin that yields the core between polls for up to 1 ms (a peer that
+     * shares our core, because ranks outnumber cores or other work runs
+     * there, gets it at once), then futex sleeps. A long pure spin measured
+     * badly: a rank sharing its core with the peer it waits for holds the
+     * core for the whole spin (each small all_reduce took spin + 3 us). */
+    st->spin_ns = init->size <= dt_num_cpus() ? 1000 : 0;
+    st->yield_ns = 1000000;
+    st->polls = 20;
     int rc = dt__shm_segment_create(st, init);
     if (rc < 0) {
         dt_free(st);
@@ -118,10 +124,19 @@ int dt__shm_check_hdrs(dt__shm *st, int p, const dt__coll *c)
                     (h->kind == DT__OP_ALLTOALL || h->count == mine->count) &&
                     (!reducing(h->kind) || h->redop == mine->redop) && (!rooted(h->kind) || h->root == mine->root);
         if (same) continue;
-        char a[160], b[160];
+        char a[160], b[160], what[64] = "";
         describe(h, a, sizeof a);
         describe(mine, b, sizeof b);
-        return dt__shm_fail(st, DT_EMISMATCH, 0, "rank %d called %s while rank %d called %s", j, a, st->rank, b);
+        if (h->seq != mine->seq) strcat(what, ", sequence number");
+        if (h->kind != mine->kind) strcat(what, ", op");
+        else {
+            if (h->dtype != mine->dtype) strcat(what, ", dtype");
+            if (h->count != mine->count) strcat(what, ", count");
+            if (reducing(h->kind) && h->redop != mine->redop) strcat(what, ", reduction");
+            if (rooted(h->kind) && h->root != mine->root) strcat(what, ", root");
+        }
+        return dt__shm_fail(st, DT_EMISMATCH, 0, "rank %d called %s while rank %d called %s (%s differ%s)", j, a, st->rank,
+                            b, what[0] ? what + 2 : "arguments", what[0] && !strchr(what + 2, ',') ? "s" : "");
     }
     return 0;
 }
@@ -143,6 +158,7 @@ const dt__backend_ops dt__backend_shm = {
         [DT__OP_BARRIER] = dt__shm_barrier,
     },
     .p2p = dt__shm_p2p,
+    .p2p_kick = dt__shm_p2p_kick,
     .alloc = dt__shm_alloc,
     .free = dt__shm_free,
 };

@@ -99,7 +99,9 @@ typedef struct {
     uint32_t guard[2];
     uint64_t round;
     _Atomic int local_abort;
-    int64_t spin_ns;                      /* spin this long before sleeping */
+    int64_t spin_ns;                      /* spin this long, */
+    int64_t yield_ns;
+    int polls;                     /* then spin with sched_yield until this long, then sleep */
     int64_t last_live_check;
     const char *op;                       /* name of the op running, for messages */
     uint64_t seq;
@@ -184,7 +186,8 @@ int dt__shm_allgather(void *state, const dt__coll *c);
 int dt__shm_scatter(void *state, const dt__coll *c);
 int dt__shm_alltoall(void *state, const dt__coll *c);
 int dt__shm_barrier(void *state, const dt__coll *c);
-int dt__shm_p2p(void *state, dt__p2p *ops, int nops, int64_t deadline_ns);
+int dt__shm_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
+void dt__shm_p2p_kick(void *state);
 
 /* ---- heap.c */
 int dt__shm_heap_init(dt__shm *st);

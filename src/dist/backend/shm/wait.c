@@ -1,8 +1,10 @@
 /* Waiting in the shm backend, and the failure record.
  *
  * A waiter spins on the word it waits for (a peer's step, or its own p2p
- * bell) for st->spin_ns, which is short when ranks outnumber cores, then
- * sleeps on it with FUTEX_WAIT in slices of at most 10 ms. Between slices it
+ * bell) for st->spin_ns (about 1 us; none when ranks outnumber cores), then
+ * polls it with sched_yield between every st->polls polls until st->yield_ns
+ * (1 ms) have passed, so a peer sharing this core runs at once, then sleeps
+ * on it with FUTEX_WAIT in slices of at most 10 ms. Between slices it
  * checks the segment's failure record (another rank failed or aborted), its
  * deadline, and whether the peers it waits for are still alive (their pid,
  * zombies counted as dead). Publishers wake sleepers only when the word's
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -149,13 +152,23 @@ static int wait_word(dt__shm *st, _Atomic uint32_t *w, _Atomic uint32_t *waiters
 {
     if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
     int64_t t0 = dt_now_ns();
-    for (unsigned i = 1;; i++) {
+    for (unsigned i = 1; st->spin_ns > 0; i++) {
         if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
         cpu_relax();
-        if ((i & 255) == 0) {
+        if ((i & 15) == 0) { /* a pause is ~20-60 ns: look at the clock every ~0.5 us */
             if (atomic_load_explicit(&st->hdr->fail_code, memory_order_relaxed)) return dt__shm_check(st);
             if (dt_now_ns() - t0 > st->spin_ns) break;
         }
+    }
+    /* Yielding spin: a peer that shares our core (oversubscribed, or other
+     * load) runs at once instead of after our time slice or our sleep. */
+    for (;;) {
+        if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
+        if (atomic_load_explicit(&st->hdr->fail_code, memory_order_relaxed)) return dt__shm_check(st);
+        int64_t now = dt_now_ns();
+        if (now - t0 > st->yield_ns || now >= deadline_ns) break;
+        sched_yield();
+        for (int k = 0; k < st->polls && !reached(atomic_load_explicit(w, memory_order_acquire), v, ge); k++) cpu_relax();
     }
     for (;;) {
         if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# dtbench --check: each op, a few dtypes, private and shared buffers, under
+# dtrun (2 ranks) and by hand (3 ranks, env://); every row's `wrong` column
+# must be 0 and the sizes must be the ones asked for. No timing is asserted.
+# Unknown or unbuilt backends fail with a clear message.
+set -euo pipefail
+build=$1
+T=$(mktemp -d /tmp/dt_dtbench_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export TMPDIR=$T
+B=$build/bin/dtbench
+fail() { echo "FAIL: $*" >&2; exit 1; }
+freeport() { "$build/tests/dtrun_worker" freeport; }   # a port the kernel says is free
+
+# check_rows FILE NROWS: every data row has wrong == 0, and there are NROWS of them
+check_rows() {
+    local rows
+    rows=$(grep -Ev '^(\[0\]: )?#' "$1" | sed 's/^\[0\]: //' | grep -E '^ *[0-9]' || true)
+    [ "$(printf '%s\n' "$rows" | grep -c .)" = "$2" ] || { cat "$1" >&2; fail "$1: want $2 rows"; }
+    printf '%s\n' "$rows" | awk '$7 != 0 { bad = 1 } END { exit bad }' || { cat "$1" >&2; fail "$1: wrong != 0"; }
+    printf '%s\n' "$rows" | awk 'NF != 7 { bad = 1 } END { exit bad }' || { cat "$1" >&2; fail "$1: not 7 columns"; }
+}
+
+for op in all_reduce all_gather reduce_scatter broadcast reduce all_to_all; do
+    for dt in f32 bf16 i64 u8; do
+        timeout 120 "$build/bin/dtrun" --standalone --nproc_per_node=2 "$B" $op --dtype $dt --check \
+            --min-bytes 8 --max-bytes 2M --factor 8 --iters 3 --warmup 1 > "$T/$op.$dt" 2> "$T/err" ||
+            { cat "$T/err" "$T/$op.$dt" >&2; fail "$op $dt"; }
+        check_rows "$T/$op.$dt" 7   # 8 64 512 4K 32K 256K 2M
+    done
+    timeout 120 "$build/bin/dtrun" --standalone --nproc_per_node=2 "$B" $op --check --shared-buffers \
+        --min-bytes 1K --max-bytes 4M --factor 4 --iters 3 --warmup 1 > "$T/$op.shared" 2> "$T/err" ||
+        { cat "$T/err" >&2; fail "$op --shared-buffers"; }
+    grep -q 'shared (dt_pg_alloc) buffers' "$T/$op.shared" || fail "$op: shared buffers not used"
+    check_rows "$T/$op.shared" 7
+done
+
+# by hand, 3 ranks (uneven splits of the buffer), env://
+port=$(freeport)
+pids=()
+for r in 0 1 2; do
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$port RANK=$r WORLD_SIZE=3 timeout 120 "$B" reduce_scatter --check \
+        --min-bytes 4 --max-bytes 1M --factor 16 --iters 3 --warmup 1 > "$T/hand.$r" 2> "$T/hand.err.$r" &
+    pids+=($!)
+done
+for r in 0 1 2; do wait "${pids[$r]}" || { cat "$T/hand.err.$r" >&2; fail "rank $r by hand"; }; done
+grep -q '^# dtbench reduce_scatter, 3 ranks' "$T/hand.0" || { cat "$T/hand.0" >&2; fail "header"; }
+check_rows "$T/hand.0" 5
+[ ! -s "$T/hand.1" ] || fail "rank 1 printed rows"
+
+# backends that do not exist: a clear error, exit status 3 (unsupported) or 1
+if MASTER_ADDR=127.0.0.1 MASTER_PORT=$(freeport) RANK=0 WORLD_SIZE=1 timeout 60 "$B" all_reduce --backend tcp \
+    > /dev/null 2> "$T/tcp"; then fail "--backend tcp succeeded"; fi
+grep -q "tcp backend is not built yet" "$T/tcp" || { cat "$T/tcp" >&2; fail "tcp error message"; }
+if timeout 10 "$B" no_such_op 2> "$T/op"; then fail "unknown op accepted"; fi
+grep -q "unknown op" "$T/op" || fail "unknown op message"
+echo "dtbench: ok"
