@@ -48,10 +48,14 @@ grep -q '^# dtbench reduce_scatter, 3 ranks' "$T/hand.0" || { cat "$T/hand.0" >&
 check_rows "$T/hand.0" 5
 [ ! -s "$T/hand.1" ] || fail "rank 1 printed rows"
 
-# backends that do not exist: a clear error, exit status 3 (unsupported) or 1
-if MASTER_ADDR=127.0.0.1 MASTER_PORT=$(freeport) RANK=0 WORLD_SIZE=1 timeout 60 "$B" all_reduce --backend tcp \
-    > /dev/null 2> "$T/tcp"; then fail "--backend tcp succeeded"; fi
-grep -q "tcp backend is not built yet" "$T/tcp" || { cat "$T/tcp" >&2; fail "tcp error message"; }
+# the tcp backend on one host, checked; a backend that does not exist: a clear error, non-zero exit
+timeout 120 "$build/bin/dtrun" --standalone --nproc_per_node=2 "$B" all_reduce --backend tcp --min-bytes 1K --max-bytes 64K --iters 3 --warmup 1 --check \
+    > "$T/tcp" 2> "$T/tcp.err" || { cat "$T/tcp" "$T/tcp.err" >&2; fail "--backend tcp"; }
+sed -i 's/^\[0\]: //' "$T/tcp"
+check_rows "$T/tcp" 4
+if MASTER_ADDR=127.0.0.1 MASTER_PORT=$(freeport) RANK=0 WORLD_SIZE=1 timeout 60 "$B" all_reduce --backend nosuch \
+    > /dev/null 2> "$T/bad"; then fail "--backend nosuch succeeded"; fi
+grep -q "unknown backend" "$T/bad" || { cat "$T/bad" >&2; fail "unknown backend message"; }
 if timeout 10 "$B" no_such_op 2> "$T/op"; then fail "unknown op accepted"; fi
 grep -q "unknown op" "$T/op" || fail "unknown op message"
 echo "dtbench: ok"

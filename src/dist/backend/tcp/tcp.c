@@ -125,12 +125,32 @@ DT__TCP_COLL(op_scatter, dt__tcp_scatter)
 DT__TCP_COLL(op_alltoall, dt__tcp_alltoall)
 DT__TCP_COLL(op_barrier, dt__tcp_barrier)
 
-static int op_p2p(void *state, dt__p2p *ops, int nops, int64_t deadline_ns)
+/* The group layer hands the incomplete messages of its set; tcp moves them all to
+ * completion in one batch (the transfer engine drains every socket while it waits, so
+ * crossing sends cannot deadlock) and does not return early on *kick: a receive whose
+ * matching send the peer issues only after its own receive completes waits for it. */
+static int op_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick)
 {
     dt__tcp *t = state;
+    (void)kick;
+    dt__p2p local[16], *v = nops <= 16 ? local : dt_alloc((size_t)nops * sizeof *v, DT_MEM_COMM);
+    if (!v) return dt_set_error(DT_ENOMEM, "tcp: no memory for %d messages", nops);
+    int n = 0;
+    for (int i = 0; i < nops; i++)
+        if (!ops[i]->complete) v[n++] = *ops[i];
     int rc = enter(t, "send/recv", t->seq);
-    if (rc == 0) rc = dt__tcp_p2p_batch(t, ops, nops, deadline_ns);
-    return leave(t, rc);
+    if (rc == 0) rc = dt__tcp_p2p_batch(t, v, n, deadline_ns);
+    rc = leave(t, rc);
+    if (rc == 0)
+        for (int i = 0, k = 0; i < nops; i++)
+            if (!ops[i]->complete) {
+                ops[i]->source = v[k].source;
+                ops[i]->done = ops[i]->bytes;
+                ops[i]->started = ops[i]->complete = true;
+                k++;
+            }
+    if (v != local) dt_free(v);
+    return rc;
 }
 
 const dt__backend_ops dt__backend_tcp = {
