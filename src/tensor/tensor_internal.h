@@ -44,12 +44,14 @@ extern void (*dt__tensor_ag_dtor)(void *ag);
 
 /* Inner loops of the kernels: -O3 (the build's -O2 does not vectorize loops whose
  * operands may alias) and an AVX2 clone picked at load time. No FMA: contracting
- * a*b+c would change results between machines. */
+ * a*b+c would change results between machines. no-trapping-math (FP exception flags
+ * are not observed; values do not change) lets the ternary selects of tensor/vmath.h
+ * become blends, so its loops vectorise. */
 #ifdef __SANITIZE_THREAD__
 /* target_clones' resolvers run before TSan is up and crash the program at load */
-#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno")))
+#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno", "no-trapping-math")))
 #else
-#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno"), target_clones("avx2", "default")))
+#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno", "no-trapping-math"), target_clones("avx2", "default")))
 #endif
 
 /* ---- storage.c */
