@@ -35,6 +35,8 @@ typedef struct {
 #define V_erf erf
 #define V_tanh tanh
 #define V_sigmoid(x) ((T)1 / ((T)1 + exp(-(x))))
+#define V_gelu(x) ((T)0.5 * (x) * ((T)1 + erf((x) * (T)M_SQRT1_2)))
+#define V_gelu_grad(y) ((T)0.5 * ((T)1 + erf((y) * (T)M_SQRT1_2)) + (y) * (T)GELU_INV_SQRT_2PI * exp((T)-0.5 * (y) * (y)))
 #include "tensor/k_ew_impl.h"
 #undef T
 #undef SUF
@@ -44,6 +46,8 @@ typedef struct {
 #undef V_erf
 #undef V_tanh
 #undef V_sigmoid
+#undef V_gelu
+#undef V_gelu_grad
 
 static bool is_unary(dt__ew_op op)
 {

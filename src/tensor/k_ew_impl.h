@@ -37,7 +37,7 @@ DT__KERNEL static void DT__CAT(ew_row_, SUF)(void *vctx, char **p, const int64_t
     case DT__EW_TANH: EW_LOOP(V(tanh)(x)); break;
     case DT__EW_SIGMOID: EW_LOOP(V(sigmoid)(x)); break;
     case DT__EW_RELU: EW_LOOP(x < 0 ? (T)0 : x); break;
-    case DT__EW_GELU: EW_LOOP((T)0.5 * x * ((T)1 + V(erf)(x * (T)M_SQRT1_2))); break;
+    case DT__EW_GELU: EW_LOOP(V(gelu)(x)); break;
     case DT__EW_GELU_TANH:
         EW_LOOP((T)0.5 * x * ((T)1 + V(tanh)((T)GELU_BETA * (x + (T)GELU_KAPPA * x * x * x)))); break;
     case DT__EW_ADDS: EW_LOOP(x + s); break;
@@ -51,7 +51,7 @@ DT__KERNEL static void DT__CAT(ew_row_, SUF)(void *vctx, char **p, const int64_t
     case DT__EW_TANH_BW: EW_LOOP(x * ((T)1 - y * y)); break;
     case DT__EW_SIGMOID_BW: EW_LOOP(x * y * ((T)1 - y)); break;
     case DT__EW_GELU_BW:
-        EW_LOOP(x * ((T)0.5 * ((T)1 + V(erf)(y * (T)M_SQRT1_2)) + y * (T)GELU_INV_SQRT_2PI * V(exp)((T)-0.5 * y * y))); break;
+        EW_LOOP(x * V(gelu_grad)(y)); break;
     case DT__EW_GELU_TANH_BW:
         EW_LOOP(x * ((T)0.5 * ((T)1 + V(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y)))
                      + (T)0.5 * y * ((T)1 - V(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y))
