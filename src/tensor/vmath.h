@@ -1,7 +1,7 @@
 /* Vectorisable f32 exp, erf, tanh, sigmoid and exact GELU (and its derivative) for the elementwise and softmax kernels.
  * Straight-line code with selects instead of branches, so that the loops of DT__KERNEL
- * functions that call them are auto-vectorised (8 floats as 2x4 doubles in the AVX2
- * clone) where libm's expf/erff/tanhf are opaque scalar calls.
+ * functions that call them are auto-vectorised (as doubles: 8 a vector in the AVX-512
+ * clone, 4 in the AVX2 one) where libm's expf/erff/tanhf are opaque scalar calls.
  *
  * Each function widens its float argument to double, evaluates a polynomial whose
  * error is below 1e-9 relative, and rounds once to float: the result is within 1 ulp of
