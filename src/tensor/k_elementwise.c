@@ -6,6 +6,8 @@
 
 #include <math.h>
 
+#include "tensor/vmath.h"
+
 #define GELU_BETA 0.7978845608028654      /* sqrt(2 / pi) */
 #define GELU_KAPPA 0.044715
 #define GELU_INV_SQRT_2PI 0.3989422804014327
@@ -18,18 +20,34 @@ typedef struct {
 #define T float
 #define SUF f32
 #define F(name) name##f
+#define V(name) dt__v##name##f
 #include "tensor/k_ew_impl.h"
 #undef T
 #undef SUF
 #undef F
+#undef V
 
 #define T double
 #define SUF f64
 #define F(name) name
+#define V(name) V_##name
+#define V_exp exp
+#define V_erf erf
+#define V_tanh tanh
+#define V_sigmoid(x) ((T)1 / ((T)1 + exp(-(x))))
+#define V_gelu(x) ((T)0.5 * (x) * ((T)1 + erf((x) * (T)M_SQRT1_2)))
+#define V_gelu_grad(y) ((T)0.5 * ((T)1 + erf((y) * (T)M_SQRT1_2)) + (y) * (T)GELU_INV_SQRT_2PI * exp((T)-0.5 * (y) * (y)))
 #include "tensor/k_ew_impl.h"
 #undef T
 #undef SUF
 #undef F
+#undef V
+#undef V_exp
+#undef V_erf
+#undef V_tanh
+#undef V_sigmoid
+#undef V_gelu
+#undef V_gelu_grad
 
 static bool is_unary(dt__ew_op op)
 {

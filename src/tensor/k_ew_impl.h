@@ -1,5 +1,6 @@
 /* The elementwise row kernel, instantiated once per compute type by k_elementwise.c
- * (T = float or double, SUF = f32 or f64, F(name) = the libm function for T).
+ * (T = float or double, SUF = f32 or f64, F(name) = the libm function for T, V(name) =
+ * the vectorisable one of tensor/vmath.h for f32, libm's for f64).
  * Each op is one expression in x (first operand), y (second; x again for unary ops)
  * and s (the scalar); four loops per op cover the stride patterns that matter. */
 #define EW_LOOP(EXPR)                                                                    \
@@ -30,15 +31,15 @@ DT__KERNEL static void DT__CAT(ew_row_, SUF)(void *vctx, char **p, const int64_t
     case DT__EW_DIV: EW_LOOP(x / y); break;
     case DT__EW_POW: EW_LOOP(F(pow)(x, y)); break;
     case DT__EW_NEG: EW_LOOP(-x); break;
-    case DT__EW_EXP: EW_LOOP(F(exp)(x)); break;
+    case DT__EW_EXP: EW_LOOP(V(exp)(x)); break;
     case DT__EW_LOG: EW_LOOP(F(log)(x)); break;
     case DT__EW_SQRT: EW_LOOP(F(sqrt)(x)); break;
-    case DT__EW_TANH: EW_LOOP(F(tanh)(x)); break;
-    case DT__EW_SIGMOID: EW_LOOP((T)1 / ((T)1 + F(exp)(-x))); break;
+    case DT__EW_TANH: EW_LOOP(V(tanh)(x)); break;
+    case DT__EW_SIGMOID: EW_LOOP(V(sigmoid)(x)); break;
     case DT__EW_RELU: EW_LOOP(x < 0 ? (T)0 : x); break;
-    case DT__EW_GELU: EW_LOOP((T)0.5 * x * ((T)1 + F(erf)(x * (T)M_SQRT1_2))); break;
+    case DT__EW_GELU: EW_LOOP(V(gelu)(x)); break;
     case DT__EW_GELU_TANH:
-        EW_LOOP((T)0.5 * x * ((T)1 + F(tanh)((T)GELU_BETA * (x + (T)GELU_KAPPA * x * x * x)))); break;
+        EW_LOOP((T)0.5 * x * ((T)1 + V(tanh)((T)GELU_BETA * (x + (T)GELU_KAPPA * x * x * x)))); break;
     case DT__EW_ADDS: EW_LOOP(x + s); break;
     case DT__EW_MULS: EW_LOOP(x * s); break;
     case DT__EW_DIVS: EW_LOOP(x / s); break;
@@ -50,11 +51,11 @@ DT__KERNEL static void DT__CAT(ew_row_, SUF)(void *vctx, char **p, const int64_t
     case DT__EW_TANH_BW: EW_LOOP(x * ((T)1 - y * y)); break;
     case DT__EW_SIGMOID_BW: EW_LOOP(x * y * ((T)1 - y)); break;
     case DT__EW_GELU_BW:
-        EW_LOOP(x * ((T)0.5 * ((T)1 + F(erf)(y * (T)M_SQRT1_2)) + y * (T)GELU_INV_SQRT_2PI * F(exp)((T)-0.5 * y * y))); break;
+        EW_LOOP(x * V(gelu_grad)(y)); break;
     case DT__EW_GELU_TANH_BW:
-        EW_LOOP(x * ((T)0.5 * ((T)1 + F(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y)))
-                     + (T)0.5 * y * ((T)1 - F(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y))
-                                              * F(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y)))
+        EW_LOOP(x * ((T)0.5 * ((T)1 + V(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y)))
+                     + (T)0.5 * y * ((T)1 - V(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y))
+                                              * V(tanh)((T)GELU_BETA * (y + (T)GELU_KAPPA * y * y * y)))
                            * (T)GELU_BETA * ((T)1 + (T)3 * (T)GELU_KAPPA * y * y)));
         break;
     case DT__EW_POWS_BW: EW_LOOP(s == 0 ? (T)0 : x * s * F(pow)(y, s - (T)1)); break;

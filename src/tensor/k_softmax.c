@@ -1,9 +1,12 @@
 /* softmax and log_softmax over one dim, forward and backward, on the (outer, len,
  * inner) decomposition of a contiguous copy (no copy when the input already is one).
- * Max-subtracted, so large logits do not overflow. */
+ * Max-subtracted, so large logits do not overflow. f32 uses the vectorisable exp of
+ * tensor/vmath.h, f64 libm's. */
 #include "tensor/tensor_internal.h"
 
 #include <math.h>
+
+#include "tensor/vmath.h"
 
 static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == DT_F16 ? DT_F32 : DT_F64; }
 
@@ -17,12 +20,14 @@ static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == D
                 T m = r[0];                                                              \
                 for (int64_t k = 1; k < len; k++) if (r[k * inner] > m) m = r[k * inner]; \
                 if (m == -(T)INFINITY) m = 0;                                            \
+                /* e^(x - m) into w first (a loop that vectorises), then their sum   \
+                 * in order; log_softmax overwrites w after */                          \
+                if (inner == 1)                                                          \
+                    for (int64_t k = 0; k < len; k++) w[k] = EXP(r[k] - m);              \
+                else                                                                     \
+                    for (int64_t k = 0; k < len; k++) w[k * inner] = EXP(r[k * inner] - m); \
                 T sum = 0;                                                               \
-                for (int64_t k = 0; k < len; k++) {                                      \
-                    T e = EXP(r[k * inner] - m);                                         \
-                    sum += e;                                                            \
-                    if (!lg) w[k * inner] = e;                                           \
-                }                                                                        \
+                for (int64_t k = 0; k < len; k++) sum += w[k * inner];                   \
                 if (lg) {                                                                \
                     T lse = m + LOG(sum);                                                \
                     for (int64_t k = 0; k < len; k++) w[k * inner] = r[k * inner] - lse; \
@@ -46,7 +51,7 @@ static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == D
                 }                                                                        \
             }                                                                            \
     }
-SOFTMAX_LOOPS(float, expf, logf)
+SOFTMAX_LOOPS(float, dt__vexpf, logf)
 SOFTMAX_LOOPS(double, exp, log)
 
 static void dims3(const dt_tensor *a, int d, int64_t *outer, int64_t *len, int64_t *inner)

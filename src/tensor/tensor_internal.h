@@ -43,13 +43,16 @@ struct dt_tensor {
 extern void (*dt__tensor_ag_dtor)(void *ag);
 
 /* Inner loops of the kernels: -O3 (the build's -O2 does not vectorize loops whose
- * operands may alias) and an AVX2 clone picked at load time. No FMA: contracting
- * a*b+c would change results between machines. */
+ * operands may alias) and AVX-512 and AVX2 clones picked at load time. No FMA:
+ * contracting a*b+c would change results between machines, and avx512f implies FMA,
+ * so fp-contract=off is spelled out (every clone computes the same bits).
+ * no-trapping-math (FP exception flags are not observed; values do not change) lets
+ * the ternary selects of tensor/vmath.h become blends, so its loops vectorise. */
 #ifdef __SANITIZE_THREAD__
 /* target_clones' resolvers run before TSan is up and crash the program at load */
-#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno")))
+#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno", "no-trapping-math", "fp-contract=off")))
 #else
-#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno"), target_clones("avx2", "default")))
+#define DT__KERNEL __attribute__((optimize("O3", "no-math-errno", "no-trapping-math", "fp-contract=off"), target_clones("avx512f", "avx2", "default")))
 #endif
 
 /* ---- storage.c */
