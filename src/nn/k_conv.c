@@ -248,19 +248,31 @@ typedef struct {
 } bias_job;
 
 /* db[o] = sum of gout[n][o][p] over n and p, in f64 (one output channel per item). */
-static void bias_range(void *arg, int64_t begin, int64_t end, int tid)
+DT__KERNEL static void bias_range(void *arg, int64_t begin, int64_t end, int tid)
 {
     (void)tid;
     const bias_job *j = arg;
     const dt__conv_geom *g = j->g;
     int64_t P = g->Ho * g->Wo;
     for (int64_t oc = begin; oc < end; oc++) {
-        double s = 0;
+        /* eight independent partial sums (lane p % 8), added in a fixed order at the end:
+         * vectorisable, and the same bits for any thread count */
+        double acc[8] = {0}, s = 0;
         for (int64_t n = 0; n < g->N; n++) {
-            int64_t at = (n * g->O + oc) * P;
-            if (j->dt == DT_F32) { const float *r = (const float *)j->gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
-            else { const double *r = (const double *)j->gout + at; for (int64_t p = 0; p < P; p++) s += r[p]; }
+            int64_t at = (n * g->O + oc) * P, p = 0;
+            if (j->dt == DT_F32) {
+                const float *r = (const float *)j->gout + at;
+                for (; p + 8 <= P; p += 8)
+                    for (int l = 0; l < 8; l++) acc[l] += r[p + l];
+                for (; p < P; p++) acc[p % 8] += r[p];
+            } else {
+                const double *r = (const double *)j->gout + at;
+                for (; p + 8 <= P; p += 8)
+                    for (int l = 0; l < 8; l++) acc[l] += r[p + l];
+                for (; p < P; p++) acc[p % 8] += r[p];
+            }
         }
+        for (int l = 0; l < 8; l++) s += acc[l];
         if (j->dt == DT_F32) ((float *)j->db)[oc] = (float)s;
         else ((double *)j->db)[oc] = s;
     }
