@@ -163,11 +163,7 @@ static int save_snapshot(dt_snapshot *snap, dt_module *model, dt_optim *opt, con
 {
     dt_st_list *l = dt_st_list_new();
     if (!l) return dt_last_error_code();
-    size_t np;
-    const dt_named_param *ps = dt_module_params(model, &np);
-    int rc = ps ? 0 : dt_last_error_code();
-    for (size_t i = 0; i < np && rc == 0; i++)
-        rc = dt_st_list_add(l, "model.", ps[i].name, DT_F32, ps[i].ndim, ps[i].shape, ps[i].data);
+    int rc = dt_module_state_add(model, l, "model.");
     if (rc == 0) rc = dt_optim_state_add(opt, l, "optim.");
     char v[3][32];
     snprintf(v[0], sizeof v[0], "%lld", (long long)p.epoch);
@@ -217,14 +213,7 @@ static int load_snapshot(dt_snapshot *snap, dt_module *model, dt_optim *opt, con
     }
     DT_CHECK_GOTO(meta_i64(f, "epoch", &p->epoch), rc, out);
     DT_CHECK_GOTO(meta_i64(f, "batch", &p->batch), rc, out);
-    size_t np;
-    const dt_named_param *ps = dt_module_params(model, &np);
-    if (!ps) { rc = dt_last_error_code(); goto out; }
-    for (size_t i = 0; i < np; i++) {
-        char key[256];
-        snprintf(key, sizeof key, "model.%s", ps[i].name);
-        DT_CHECK_GOTO(dt_st_read_into(f, key, DT_F32, ps[i].ndim, ps[i].shape, ps[i].data), rc, out);
-    }
+    DT_CHECK_GOTO(dt_module_state_load(model, f, "model.", "snapshot"), rc, out);
     DT_CHECK_GOTO(dt_optim_state_load(opt, f, "optim.", "snapshot"), rc, out);
     p->step = step;
     *found = true;

@@ -126,11 +126,7 @@ static int save_snapshot(dt_snapshot *snap, dt_pg *pg, dt_module *model, dt_opti
     }
     dt_st_list *l = dt_st_list_new();
     if (!l) { dt_free(all); return dt_last_error_code(); }
-    size_t np;
-    const dt_named_param *ps = dt_module_params(model, &np);
-    rc = ps ? 0 : dt_last_error_code();
-    for (size_t i = 0; i < np && rc == 0; i++)
-        rc = dt_st_list_add(l, "model.", ps[i].name, DT_F32, ps[i].ndim, ps[i].shape, ps[i].data);
+    rc = dt_module_state_add(model, l, "model.");
     if (rc == 0) rc = dt_optim_state_add(opt, l, "optim.");
     char name[32], w[16];
     int64_t shape[1] = {625};
@@ -160,14 +156,8 @@ static int load_snapshot(dt_snapshot *snap, dt_module *model, dt_optim *opt, dt_
                           w ? w : "?", world);
         goto out;
     }
-    size_t np;
-    const dt_named_param *ps = dt_module_params(model, &np);
-    if (!ps) { rc = dt_last_error_code(); goto out; }
+    DT_CHECK_GOTO(dt_module_state_load(model, f, "model.", "snapshot"), rc, out);
     char key[256];
-    for (size_t i = 0; i < np; i++) {
-        snprintf(key, sizeof key, "model.%s", ps[i].name);
-        DT_CHECK_GOTO(dt_st_read_into(f, key, DT_F32, ps[i].ndim, ps[i].shape, ps[i].data), rc, out);
-    }
     DT_CHECK_GOTO(dt_optim_state_load(opt, f, "optim.", "snapshot"), rc, out);
     int32_t st[625];
     int64_t shape[1] = {625};

@@ -233,6 +233,13 @@ int dt_module_save(dt_module *m, const char *path);
  * file), DT_ENOTFOUND (no file); the message names the key. The values are copied. */
 int dt_module_load(dt_module *m, const char *path);
 
+/* The same state as one part of a larger file (a snapshot): every parameter and buffer
+ * under prefix + its full name added to l (data borrowed from the module until l is
+ * written); and loading it back from an open file with dt_module_load's checks, looking
+ * only at names under prefix (label names the file in messages). */
+int dt_module_state_add(dt_module *m, dt_st_list *l, const char *prefix);
+int dt_module_state_load(dt_module *m, const dt_st_file *f, const char *prefix, const char *label);
+
 /* Free m and everything it owns (children, parameters, buffers, flat buffers, ctx).
  * NULL is a no-op. A module that has a parent is owned by it: passing one logs a warning
  * and does nothing. */

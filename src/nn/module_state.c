@@ -82,30 +82,32 @@ static int make_dict(dt_module *m, dict *d)
     return 0;
 }
 
-int dt_module_save(dt_module *m, const char *path)
+int dt_module_state_add(dt_module *m, dt_st_list *l, const char *prefix)
 {
-    if (!m || !path) return dt_set_error(DT_EINVAL, "dt_module_save: NULL argument");
+    if (!m || !l) return dt_set_error(DT_EINVAL, "dt_module_state_add: NULL argument");
     dict d;
     DT_CHECK(make_dict(m, &d));
     int rc = 0;
-    dt_st_entry *es = d.n ? dt_calloc(d.n, sizeof *es, DT_MEM_OTHER) : NULL;
-    if (d.n && !es) {
-        rc = DT_ENOMEM;
-        goto done;
-    }
-    for (size_t i = 0; i < d.n; i++) {
+    for (size_t i = 0; i < d.n && rc == 0; i++) {
         dt_tensor *t = d.e[i].t;
-        if (!dt_tensor_is_contiguous(t)) {
-            rc = dt_set_error(DT_EINTERNAL, "dt_module_save: '%s' is not contiguous", d.e[i].name);
-            goto done;
-        }
-        es[i] = (dt_st_entry){d.e[i].name, dt_tensor_dtype(t), dt_tensor_ndim(t), dt_tensor_shape(t), dt_tensor_data(t)};
+        if (!dt_tensor_is_contiguous(t))
+            rc = dt_set_error(DT_EINTERNAL, "dt_module_state_add: '%s' is not contiguous", d.e[i].name);
+        else
+            rc = dt_st_list_add(l, prefix, d.e[i].name, dt_tensor_dtype(t), dt_tensor_ndim(t), dt_tensor_shape(t),
+                                dt_tensor_data(t));
     }
-    rc = dt_st_write(path, es, d.n, NULL, 0);
-    if (rc < 0) dt_error_wrap(rc, "saving the state of %s", m->type);
-done:
-    dt_free(es);
     dict_free(&d);
+    return rc;
+}
+
+int dt_module_save(dt_module *m, const char *path)
+{
+    if (!m || !path) return dt_set_error(DT_EINVAL, "dt_module_save: NULL argument");
+    dt_st_list *l = dt_st_list_new();
+    int rc = l ? dt_module_state_add(m, l, NULL) : dt_last_error_code();
+    if (rc == 0) rc = dt_st_list_write(l, path);
+    if (rc < 0) dt_error_wrap(rc, "saving the state of %s", m->type);
+    dt_st_list_free(l);
     return rc;
 }
 
@@ -124,17 +126,27 @@ static void shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
     if (at < len) snprintf(buf + at, len - at, "]");
 }
 
-/* Checks every key of f against d: 0, or the first problem (missing and unexpected keys
- * first, as torch reports them, with how many more there are). */
-static int check(const dt_st_file *f, const dict *d, const char *path)
+/* f's entry for prefix + name, NULL when absent. */
+static const dt_st_tensor *find(const dt_st_file *f, const char *prefix, const char *name)
 {
-    size_t missing = 0, unexpected = 0;
+    char key[1280];
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    return dt_st_find(f, key);
+}
+
+/* Checks every key of f under prefix against d: 0, or the first problem (missing and
+ * unexpected keys first, as torch reports them, with how many more there are). */
+static int check(const dt_st_file *f, const dict *d, const char *prefix, const char *path)
+{
+    size_t missing = 0, unexpected = 0, np = strlen(prefix);
     const char *first_missing = NULL, *first_unexpected = NULL;
     for (size_t i = 0; i < d->n; i++)
-        if (!dt_st_find(f, d->e[i].name) && missing++ == 0) first_missing = d->e[i].name;
+        if (!find(f, prefix, d->e[i].name) && missing++ == 0) first_missing = d->e[i].name;
     size_t nf = dt_st_count(f);
     for (size_t j = 0; j < nf; j++) {
         const char *name = dt_st_at(f, j)->name;
+        if (strncmp(name, prefix, np) != 0) continue;   /* another part of the file */
+        name += np;
         bool known = false;
         for (size_t i = 0; i < d->n && !known; i++) known = strcmp(d->e[i].name, name) == 0;
         if (!known && unexpected++ == 0) first_unexpected = name;
@@ -146,7 +158,7 @@ static int check(const dt_st_file *f, const dict *d, const char *path)
     if (unexpected)
         return dt_set_error(DT_EMISMATCH, "%s: unexpected key '%s' (%zu unexpected)", path, first_unexpected, unexpected);
     for (size_t i = 0; i < d->n; i++) {
-        const dt_st_tensor *s = dt_st_find(f, d->e[i].name);
+        const dt_st_tensor *s = find(f, prefix, d->e[i].name);
         dt_tensor *t = d->e[i].t;
         if (s->dtype != dt_tensor_dtype(t))
             return dt_set_error(DT_EDTYPE, "%s: key '%s' is %s in the file, the module's is %s", path, d->e[i].name,
@@ -161,25 +173,28 @@ static int check(const dt_st_file *f, const dict *d, const char *path)
     return 0;
 }
 
+int dt_module_state_load(dt_module *m, const dt_st_file *f, const char *prefix, const char *label)
+{
+    if (!m || !f) return dt_set_error(DT_EINVAL, "dt_module_state_load: NULL argument");
+    if (!prefix) prefix = "";
+    if (!label) label = "state";
+    dict d;
+    DT_CHECK(make_dict(m, &d));
+    int rc = check(f, &d, prefix, label);
+    for (size_t i = 0; rc == 0 && i < d.n; i++) {
+        const dt_st_tensor *s = find(f, prefix, d.e[i].name);
+        if (s->nbytes) memcpy(dt_tensor_data(d.e[i].t), s->data, s->nbytes);   /* file data may be unaligned */
+    }
+    dict_free(&d);
+    return rc;
+}
+
 int dt_module_load(dt_module *m, const char *path)
 {
     if (!m || !path) return dt_set_error(DT_EINVAL, "dt_module_load: NULL argument");
-    dict d;
-    DT_CHECK(make_dict(m, &d));
-    int rc = 0;
     dt_st_file *f = dt_st_open(path);
-    if (!f) {
-        rc = dt_last_error_code();
-        goto done;
-    }
-    DT_CHECK_GOTO(check(f, &d, path), rc, done);
-    for (size_t i = 0; i < d.n; i++) {
-        const dt_st_tensor *s = dt_st_find(f, d.e[i].name);
-        if (s->nbytes) memcpy(dt_tensor_data(d.e[i].t), s->data, s->nbytes);   /* file data may be unaligned */
-    }
-done:
+    int rc = f ? dt_module_state_load(m, f, "", path) : dt_last_error_code();
     if (rc < 0) dt_error_wrap(rc, "loading the state of %s", m->type);
     dt_st_close(f);
-    dict_free(&d);
     return rc;
 }

@@ -465,6 +465,35 @@ static void expect_load_err(dt_module *m, const char *path, int code, const char
     DT_ASSERT_MSG(same, "a failed load changed the parameters");
 }
 
+/* The state as a prefixed part of a larger file: entries of other parts are not
+ * "unexpected", a missing one under the prefix is. */
+static void t_state_in_list(void)
+{
+    dt_rng g = rng(12), h = rng(13);
+    dt_module *a = scaled(5, 3, &g), *b = scaled(5, 3, &h);
+    DT_SCOPE dt_tensor_fill(dt_module_buffer(a, "count"), 7);
+    dt_st_list *l = dt_st_list_new();
+    DT_ASSERT(l);
+    int64_t one[1] = {1}, step = 9;
+    DT_ASSERT_OK(dt_module_state_add(a, l, "model."));
+    DT_ASSERT_OK(dt_st_list_add(l, "train.", "step", DT_I64, 1, one, &step));
+    DT_ASSERT_OK(dt_st_list_write(l, path_of("snap.safetensors")));
+    dt_st_list_free(l);
+    dt_st_file *f = dt_st_open(path_of("snap.safetensors"));
+    DT_ASSERT(f);
+    DT_ASSERT_ERR(dt_module_state_load(b, f, "nothing.", "snap"), DT_EMISMATCH);   /* all missing */
+    DT_ASSERT_CONTAINS(dt_last_error(), "missing key");
+    DT_ASSERT_OK(dt_module_state_load(b, f, "model.", "snap"));
+    dt_st_close(f);
+    int64_t n;
+    float *pa = dt_module_param_buffer(a, &n), *pb = dt_module_param_buffer(b, NULL);
+    DT_ASSERT(memcmp(pa, pb, (size_t)n * 4) == 0);
+    DT_SCOPE DT_ASSERT_EQ(dt_tensor_item(dt_sum(dt_module_buffer(b, "count"), NULL, 0, false)),
+                          dt_tensor_item(dt_sum(dt_module_buffer(a, "count"), NULL, 0, false)));
+    dt_module_free(a);
+    dt_module_free(b);
+}
+
 static void t_load_errors(void)
 {
     dt_rng g = rng(12);
@@ -511,6 +540,7 @@ int main(void)
     DT_RUN(t_train_eval);
     DT_RUN(t_save_load_roundtrip);
     DT_RUN(t_load_errors);
+    DT_RUN(t_state_in_list);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
