@@ -1,4 +1,7 @@
 /* conv2d forward and backward as im2col + GEMM (dt__sgemm, our AVX-512 kernel or OpenBLAS / cblas_dgemm).
+ * Stride-1 f32 convolutions on a CPU where our GEMM runs take k_conv_shift.c's
+ * shifted-window GEMMs instead (no column matrix); this file keeps the rest: f64,
+ * strides, 1x1 and the CPUs without AVX-512, and dx when the padding exceeds kernel-1.
  *
  * The batch goes in groups of G images whose columns fit one buffer of about
  * COL_BUDGET bytes: col (K, G*P), K = C*kh*kw rows (c, i, j), P = Ho*Wo columns per
@@ -204,6 +207,7 @@ int dt__conv2d_fwd(const dt__conv_geom *g, dt_dtype dt, const void *x, const voi
     int64_t es = (int64_t)dt_dtype_size(dt), P = g->Ho * g->Wo, K = g->C * g->kh * g->kw;
     char *o = out;
     if (g->N == 0) return 0;
+    if (!is_pointwise(g) && dt__conv2d_shift_ok(g, dt)) return dt__conv2d_fwd_shift(g, x, w, b, out);
     bool batched = batched_mode() && !is_pointwise(g);
     if (b && !batched) {
         for (int64_t n = 0; n < g->N; n++)
@@ -299,6 +303,12 @@ int dt__conv2d_bw(const dt__conv_geom *g, dt_dtype dt, const void *x, const void
             if (dx) gemm(dt, true, false, K, P, g->O, w, K, gn, P, 0.0, (char *)dx + n * K * P * es, P);
         }
         return 0;
+    }
+    if (dt__conv2d_shift_ok(g, dt)) {
+        bool dx_here = dx && dt__conv2d_shift_dx_ok(g);
+        DT_CHECK(dt__conv2d_bw_shift(g, x, w, gout, dx_here ? dx : NULL, dw));
+        if (!dx || dx_here) return 0;
+        dw = NULL;  /* done; col2im below does dx */
     }
     bool batched = batched_mode();
     int64_t G = group_size(g, es, batched);

@@ -23,4 +23,13 @@ int dt__conv2d_fwd(const dt__conv_geom *g, dt_dtype dtype, const void *x, const 
 int dt__conv2d_bw(const dt__conv_geom *g, dt_dtype dtype, const void *x, const void *w, const void *gout,
                   void *dx, void *dw, void *db);
 
+/* k_conv_shift.c: stride 1, f32, through dt__sgemm_rows. Whether it applies (f32, stride
+ * 1, our GEMM available); whether its dx applies too (padding at most kernel - 1). */
+bool dt__conv2d_shift_ok(const dt__conv_geom *g, dt_dtype dtype);
+bool dt__conv2d_shift_dx_ok(const dt__conv_geom *g);
+/* As dt__conv2d_fwd / dt__conv2d_bw (without db; dx only when shift_dx_ok), g->N >= 1. */
+int dt__conv2d_fwd_shift(const dt__conv_geom *g, const float *x, const float *w, const float *b, float *out);
+int dt__conv2d_bw_shift(const dt__conv_geom *g, const float *x, const float *w, const float *gout, float *dx,
+                        float *dw);
+
 #endif /* DT_NN_CONV_H */

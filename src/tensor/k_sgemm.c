@@ -74,12 +74,32 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
     }
 }
 
+/* dt__sgemm_rows where our kernel cannot run (no AVX-512, or no scratch): plain loops,
+ * each C element's k-sum in ascending order. */
+static void rows_ref(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                     const float *b, const int64_t *boff, float beta, float *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float acc = 0;
+            for (int64_t p = 0; p < k; p++)
+                acc += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[boff[j] + p] : b[boff[p] + j]);
+            float *cij = c + i * ldc + j;
+            *cij = alpha * acc + (beta == 0.0f ? 0.0f : beta * *cij);
+        }
+}
+
+/* Below this many multiply-adds (about 20 us on one core) a second thread costs more
+ * than it saves: the hand-off to the pool and each thread packing its own operands. */
+#define PAR_MIN_MNK ((int64_t)1 << 21)
+
 #if DT__SGEMM_HAVE_AVX512
 typedef struct {
     bool ta, tb, by_rows;
     int64_t m, n, k, lda, ldb, ldc;
     float alpha, beta;
     const float *a, *b;
+    const int64_t *boff;    /* NULL, or B's row offsets (dt__sgemm_rows) */
     float *c;
 } job;
 
@@ -92,18 +112,31 @@ static void run_range(void *arg, int64_t begin, int64_t end, int tid)
     int64_t lo = begin * unit, hi = end * unit < len ? end * unit : len;
     if (lo >= hi) return;
     const float *a = j->a, *b = j->b;
+    const int64_t *boff = j->boff;
     float *c = j->c;
     int64_t m = j->m, n = j->n;
     if (j->by_rows) { a += j->ta ? lo : lo * j->lda; c += lo * j->ldc; m = hi - lo; }
-    else { b += j->tb ? lo * j->ldb : lo; c += lo; n = hi - lo; }
+    else {
+        if (!j->tb) b += lo;
+        else if (boff) boff += lo;
+        else b += lo * j->ldb;
+        c += lo;
+        n = hi - lo;
+    }
     float *s = scratch();
-    if (s) dt__sgemm_avx512(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc, s);
-    else blas(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+    if (s) dt__sgemm_avx512(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, boff, j->beta, c, j->ldc, s);
+    else if (!boff) blas(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+    else rows_ref(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, boff, j->beta, c, j->ldc);
 }
 
-/* Below this many multiply-adds (about 20 us on one core) a second thread costs more
- * than it saves: the hand-off to the pool and each thread packing its own operands. */
-#define PAR_MIN_MNK ((int64_t)1 << 21)
+static void run(job *j)
+{
+    int64_t unit = j->by_rows ? DT__SGEMM_MR : DT__SGEMM_NR;
+    int64_t panels = ((j->by_rows ? j->m : j->n) + unit - 1) / unit;
+    if (j->m * j->n * j->k < PAR_MIN_MNK || panels < 2) run_range(j, 0, panels, 0);
+    else dt__parallel_for(panels, 1, run_range, j);
+}
+
 #endif
 
 void dt__sgemm_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
@@ -113,15 +146,27 @@ void dt__sgemm_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
     if (k <= 0 || alpha == 0.0f) { scale_c(m, n, beta, c, ldc); return; }
 #if DT__SGEMM_HAVE_AVX512
     if (cpu_ok()) {
-        job j = { ta, tb, m >= n, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c };
-        int64_t unit = j.by_rows ? DT__SGEMM_MR : DT__SGEMM_NR;
-        int64_t panels = ((j.by_rows ? m : n) + unit - 1) / unit;
-        if (m * n * k < PAR_MIN_MNK || panels < 2) run_range(&j, 0, panels, 0);
-        else dt__parallel_for(panels, 1, run_range, &j);
+        job j = { ta, tb, m >= n, m, n, k, lda, ldb, ldc, alpha, beta, a, b, NULL, c };
+        run(&j);
         return;
     }
 #endif
     blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void dt__sgemm_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                    const float *b, const int64_t *boff, float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) { scale_c(m, n, beta, c, ldc); return; }
+#if DT__SGEMM_HAVE_AVX512
+    if (cpu_ok()) {
+        job j = { ta, tb, m >= n, m, n, k, lda, 0, ldc, alpha, beta, a, b, boff, c };
+        run(&j);
+        return;
+    }
+#endif
+    rows_ref(ta, tb, m, n, k, alpha, a, lda, b, boff, beta, c, ldc);
 }
 
 /* Where our kernel beat OpenBLAS (its Haswell kernels) in bench/gemm_bench.c, table in

@@ -71,17 +71,20 @@ TGT_INLINE void transpose16(__m512 r[16])
 }
 
 /* dst[p * ds + r] = src[r * ld + p] for r < rows (<= 16), p < kc, and 0 for rows <= r <
- * width: a block stored with the packed dimension along rows, turned k-major. */
-TGT static void pack_transposed(const float *src, int64_t ld, int rows, int64_t kc, float *dst, int64_t ds, int width)
+ * width: a block stored with the packed dimension along rows, turned k-major. With off,
+ * row r starts at src + off[r] instead of src + r * ld. */
+TGT static void pack_transposed(const float *src, int64_t ld, const int64_t *off, int rows, int64_t kc, float *dst,
+                                int64_t ds, int width)
 {
     __mmask16 wm = lanes(width);
     for (int64_t p0 = 0; p0 < kc; p0 += 16) {
         __mmask16 rm = lanes(kc - p0);
         __m512 r[16];
         /* Short strided row segments defeat the hardware prefetcher: fetch 4 lines ahead. */
-        UNROLL for (int i = 0; i < 16; i++) if (i < rows) _mm_prefetch((const char *)(src + i * ld + p0 + 64), _MM_HINT_T0);
         UNROLL for (int i = 0; i < 16; i++)
-            r[i] = i < rows ? _mm512_maskz_loadu_ps(rm, src + i * ld + p0) : _mm512_setzero_ps();
+            if (i < rows) _mm_prefetch((const char *)(src + (off ? off[i] : i * ld) + p0 + 64), _MM_HINT_T0);
+        UNROLL for (int i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(rm, src + (off ? off[i] : i * ld) + p0) : _mm512_setzero_ps();
         transpose16(r);
         if (kc - p0 >= 16) {
             UNROLL for (int q = 0; q < 16; q++) _mm512_mask_storeu_ps(dst + (p0 + q) * ds, wm, r[q]);
@@ -91,22 +94,34 @@ TGT static void pack_transposed(const float *src, int64_t ld, int rows, int64_t 
     }
 }
 
-/* dst[p * ds + r] = src[p * ld + r] for r < rows (<= 16), p < kc, and 0 for rows <= r < width. */
-TGT static void pack_direct(const float *src, int64_t ld, int rows, int64_t kc, float *dst, int64_t ds, int width)
+/* dst[p * ds + r] = src[p * ld + r] for r < rows (<= 16), p < kc, and 0 for rows <= r < width.
+ * With off, row p starts at src + off[p] instead of src + p * ld. */
+TGT static void pack_direct(const float *src, int64_t ld, const int64_t *off, int rows, int64_t kc, float *dst,
+                            int64_t ds, int width)
 {
     __mmask16 rm = lanes(rows), wm = lanes(width);
-    for (int64_t p = 0; p < kc; p++) _mm512_mask_storeu_ps(dst + p * ds, wm, _mm512_maskz_loadu_ps(rm, src + p * ld));
+    if (off)
+        for (int64_t p = 0; p < kc; p++) _mm512_mask_storeu_ps(dst + p * ds, wm, _mm512_maskz_loadu_ps(rm, src + off[p]));
+    else
+        for (int64_t p = 0; p < kc; p++) _mm512_mask_storeu_ps(dst + p * ds, wm, _mm512_maskz_loadu_ps(rm, src + p * ld));
 }
 
-/* op(B)[pc.., jc..] (kc x nc) into ceil(nc / NR) panels of kc x NR, zero padded. */
-TGT static void pack_b(bool tb, const float *b, int64_t ldb, int64_t pc, int64_t jc, int64_t kc, int64_t nc, float *dst)
+/* op(B)[pc.., jc..] (kc x nc) into ceil(nc / NR) panels of kc x NR, zero padded.
+ * boff (or NULL): B's rows (tb: op(B)'s columns) start at b + boff[row], not b + row * ldb. */
+TGT static void pack_b(bool tb, const float *b, int64_t ldb, const int64_t *boff, int64_t pc, int64_t jc, int64_t kc,
+                       int64_t nc, float *dst)
 {
     for (int64_t j = 0; j < nc; j += NR, dst += kc * NR)
         for (int h = 0; h < NR; h += 16) {
             int64_t w = nc - j - h;
             int rows = w >= 16 ? 16 : (w > 0 ? (int)w : 0);
-            if (!tb) pack_direct(b + pc * ldb + jc + j + h, ldb, rows, kc, dst + h, NR, 16);
-            else pack_transposed(b + (jc + j + h) * ldb + pc, ldb, rows, kc, dst + h, NR, 16);
+            if (!tb) {
+                if (boff) pack_direct(b + jc + j + h, 0, boff + pc, rows, kc, dst + h, NR, 16);
+                else pack_direct(b + pc * ldb + jc + j + h, ldb, NULL, rows, kc, dst + h, NR, 16);
+            } else {
+                if (boff) pack_transposed(b + pc, 0, boff + jc + j + h, rows, kc, dst + h, NR, 16);
+                else pack_transposed(b + (jc + j + h) * ldb + pc, ldb, NULL, rows, kc, dst + h, NR, 16);
+            }
         }
 }
 
@@ -116,7 +131,7 @@ TGT static void pack_a_t(const float *a, int64_t lda, int64_t ic, int64_t pc, in
 {
     for (int64_t i = 0; i < mc; i += MR) {
         int mr = mc - i < MR ? (int)(mc - i) : MR;
-        pack_direct(a + pc * lda + ic + i, lda, mr, kc, dst, mr, mr);
+        pack_direct(a + pc * lda + ic + i, lda, NULL, mr, kc, dst, mr, mr);
         dst += kc * mr;
     }
 }
@@ -227,8 +242,8 @@ size_t dt__sgemm_avx512_scratch_floats(void)
 }
 
 TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                          int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
-                          float *scratch)
+                          int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta, float *c,
+                          int64_t ldc, float *scratch)
 {
     float *bpack = scratch, *apack = scratch + (size_t)KC * NC;
     int64_t kcb = balanced(k, KC, 8), ncb = balanced(n, NC, NR), mcb = balanced(m, MC, MR);
@@ -243,7 +258,7 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
         for (int64_t pc = 0; pc < k; pc += kcb) {
             int64_t kc = k - pc < kcb ? k - pc : kcb;
             bool first = pc == 0;
-            pack_b(tb, b, ldb, pc, jc, kc, nc, bpack);
+            pack_b(tb, b, ldb, boff, pc, jc, kc, nc, bpack);
             for (int64_t ic = 0; ic < m; ic += mcb) {
                 int64_t mc = m - ic < mcb ? m - ic : mcb;
                 if (amode == 0) pack_a_t(a, lda, ic, pc, mc, kc, apack);

@@ -153,6 +153,12 @@ void dt__sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, c
 void dt__sgemm_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                     const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 bool dt__sgemm_ours_available(void);
+/* dt__sgemm with B given as rows at offsets: B's row r (k of them) is b + boff[r] when
+ * !tb; when tb, the stored B^T's row j (n of them, op(B)'s column j) is b + boff[j].
+ * Rows may overlap (a convolution's shifted windows over one padded image). Our kernel
+ * when dt__sgemm_ours_available(), else plain loops (slow: callers check first). */
+void dt__sgemm_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                    const float *b, const int64_t *boff, float beta, float *c, int64_t ldc);
 /* Whether dt__sgemm runs our kernel for this shape. */
 bool dt__sgemm_picks_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k);
 

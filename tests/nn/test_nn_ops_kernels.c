@@ -134,6 +134,12 @@ static const conv_case CONV_CASES[] = {
     {2, 3, 11, 13, 4, 5, 3, 2, 3, 2, 1, true, true},      /* unequal kernel, strides, padding */
     {1, 2, 3, 3, 3, 3, 3, 1, 1, 0, 0, true, false},       /* one output pixel */
     {2, 2, 4, 6, 3, 2, 4, 3, 1, 3, 2, false, false},      /* padding beyond kernel/2 */
+    /* stride 1 (f32: the shifted-window GEMMs of k_conv_shift.c) */
+    {3, 3, 9, 37, 5, 5, 5, 1, 1, 2, 2, true, true},       /* 5x5, rows wider than a column panel */
+    {2, 3, 8, 9, 4, 3, 3, 1, 1, 0, 0, true, false},       /* no padding */
+    {2, 4, 6, 7, 3, 2, 4, 1, 1, 1, 3, true, false},       /* even kernel, padding kernel-1 */
+    {2, 2, 5, 6, 3, 2, 2, 1, 1, 2, 1, false, false},      /* padding past kernel-1: dx by col2im */
+    {5, 17, 10, 12, 13, 3, 3, 1, 1, 1, 1, true, true},    /* odd channel counts */
 };
 
 static void t_conv_f32_vs_ref(void)
@@ -164,6 +170,8 @@ static void t_conv_threads(void)
     DT_ASSERT_OK(dt_tensor_set_num_threads(3));
     conv_vs_ref(&CONV_CASES[4], DT_F32, 2e-5);
     conv_vs_ref(&CONV_CASES[0], DT_F32, 2e-5);
+    conv_vs_ref(&CONV_CASES[1], DT_F32, 2e-5);
+    conv_vs_ref(&CONV_CASES[11], DT_F32, 2e-5);
     DT_ASSERT_OK(dt_tensor_set_num_threads(old));
 }
 
