@@ -25,9 +25,16 @@ extern "C" {
  * zero padding, no dilation or groups. Out (N, O, Ho, Wo), Ho = (H + 2*pad_h - kh) /
  * stride_h + 1 (floor); an unbatched x (C, H, W) gives (O, Ho, Wo), as torch.
  * DT_ESHAPE when channels differ, b is not (O) or the output would be empty, DT_EINVAL
- * for a stride < 1 or a negative padding. im2col + GEMM (docs/nn.md). */
+ * for a stride < 1 or a negative padding. im2col + GEMM, or for stride 1 in f32 GEMMs
+ * over shifted windows of the padded input (docs/nn.md). */
 dt_tensor *dt_conv2d(dt_tensor *x, dt_tensor *w, dt_tensor *b, int stride_h, int stride_w,
                      int pad_h, int pad_w);
+/* max_pool2d(relu(conv2d(x, w, b, 1, 1, pad_h, pad_w)), 2, 2, 2, 2, 0, 0) as one op: the
+ * same values and gradients, without writing the full-size conv output, its relu or
+ * their gradients (f32, 4-D x, padding at most kernel - 1, on a CPU with AVX-512);
+ * elsewhere it runs the three ops. nn.Sequential runs Conv2d(stride 1), ReLU,
+ * MaxPool2d(2) children through it. Errors as the three ops. */
+dt_tensor *dt_conv2d_relu_max_pool2d(dt_tensor *x, dt_tensor *w, dt_tensor *b, int pad_h, int pad_w);
 
 /* F.max_pool2d / F.avg_pool2d(x, kernel, stride, padding) on (N, C, H, W) or (C, H, W),
  * floor mode, no dilation. Max: padding counts as -inf, the gradient goes to the first

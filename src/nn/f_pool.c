@@ -9,8 +9,10 @@
  * dilation, no count_include_pad=False, no divisor_override. */
 #include "autograd/ag_internal.h"
 #include <dtrain/nn.h>
+#include "nn/nn_conv.h"
 
 #include <math.h>
+#include <stdatomic.h>
 
 typedef struct {
     int64_t planes, H, W, Ho, Wo;
@@ -91,7 +93,8 @@ static inline void window(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h
     DT__KERNEL static void maxb_##T(const pool_geom *g, const T *gy, const int32_t *idx, T *gx) \
     {                                                                                   \
         memset(gx, 0, (size_t)(g->H * g->W) * sizeof(T));                               \
-        for (int64_t o = 0; o < g->Ho * g->Wo; o++) gx[idx[o]] += gy[o];                \
+        for (int64_t o = 0; o < g->Ho * g->Wo; o++)                                     \
+            if (idx[o] >= 0) gx[idx[o]] += gy[o];                                       \
     }                                                                                   \
     DT__KERNEL static void avgf_##T(const pool_geom *g, const T *x, T *y)               \
     {                                                                                   \
@@ -120,6 +123,127 @@ static inline void window(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h
 POOL_LOOPS(float)
 POOL_LOOPS(double)
 
+/* Kernel 2, stride 2, no padding, f32, with AVX-512: max22_float and maxb_float's
+ * results, 16 outputs of a row at a time. Each input row pair is loaded in 32-wide
+ * pieces and split into even and odd columns by permutes; the comparisons are
+ * max22's, in its order, as lane masks. Backward writes the whole plane (no
+ * scatter): each input element of a 2x2 window gets gy where it was the maximum, else
+ * 0; a last odd row or column, in no window, is zeroed. Both are checked against the
+ * loops above in tests/nn/test_nn_ops_kernels.c. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_POOL512 1
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+
+static bool pool512_ok(void)
+{
+    static atomic_int ok = -1;
+    int v = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+        atomic_store_explicit(&ok, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+TGT512 static inline __mmask16 lanes16(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
+}
+
+TGT512 static void max22_f32_512(const pool_geom *g, const float *x, float *y, int32_t *idx)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    int64_t W = g->W, Wo = g->Wo;
+    const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32((int32_t)W), w1 = _mm512_set1_epi32((int32_t)W + 1);
+    for (int64_t oh = 0; oh < g->Ho; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        for (int64_t ow = 0; ow < Wo; ow += 16) {
+            int64_t n = Wo - ow < 16 ? Wo - ow : 16;
+            __mmask16 lo = lanes16(2 * n), hi = lanes16(2 * n - 16), out = lanes16(n);
+            __m512 p0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * ow), p1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * ow + 16);
+            __m512 q0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * ow), q1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * ow + 16);
+            __m512 a = _mm512_permutex2var_ps(p0, ev, p1), b = _mm512_permutex2var_ps(p0, od, p1);
+            __m512 c = _mm512_permutex2var_ps(q0, ev, q1), d = _mm512_permutex2var_ps(q0, od, q1);
+            __m512i at = _mm512_add_epi32(_mm512_set1_epi32((int32_t)(2 * oh * W + 2 * ow)), ev);
+            __m512 m = a;
+            __m512i k = at;
+            __mmask16 t = _mm512_cmp_ps_mask(b, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+            m = _mm512_mask_mov_ps(m, t, b);
+            k = _mm512_mask_mov_epi32(k, t, _mm512_add_epi32(at, one));
+            t = _mm512_cmp_ps_mask(c, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q);
+            m = _mm512_mask_mov_ps(m, t, c);
+            k = _mm512_mask_mov_epi32(k, t, _mm512_add_epi32(at, wv));
+            t = _mm512_cmp_ps_mask(d, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(d, d, _CMP_UNORD_Q);
+            m = _mm512_mask_mov_ps(m, t, d);
+            k = _mm512_mask_mov_epi32(k, t, _mm512_add_epi32(at, w1));
+            _mm512_mask_storeu_ps(y + oh * Wo + ow, out, m);
+            _mm512_mask_storeu_epi32(idx + oh * Wo + ow, out, k);
+        }
+    }
+}
+
+TGT512 static void maxb22_f32_512(const pool_geom *g, const float *gy, const int32_t *idx, float *gx)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    /* interleave two 16-vectors u, v into u0 v0 u1 v1 ...: lanes 0-15, then 16-31 */
+    const __m512i il0 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i il1 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    int64_t W = g->W, Wo = g->Wo;
+    const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32((int32_t)W), w1 = _mm512_set1_epi32((int32_t)W + 1);
+    for (int64_t oh = 0; oh < g->Ho; oh++) {
+        float *r0 = gx + 2 * oh * W, *r1 = r0 + W;
+        for (int64_t ow = 0; ow < Wo; ow += 16) {
+            int64_t n = Wo - ow < 16 ? Wo - ow : 16;
+            __mmask16 lo = lanes16(2 * n), hi = lanes16(2 * n - 16), out = lanes16(n);
+            __m512 v = _mm512_maskz_loadu_ps(out, gy + oh * Wo + ow);
+            __m512i k = _mm512_maskz_loadu_epi32(out, idx + oh * Wo + ow);
+            __m512i at = _mm512_add_epi32(_mm512_set1_epi32((int32_t)(2 * oh * W + 2 * ow)), ev);
+            __m512 a = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, at), v);
+            __m512 b = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_add_epi32(at, one)), v);
+            __m512 c = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_add_epi32(at, wv)), v);
+            __m512 d = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_add_epi32(at, w1)), v);
+            _mm512_mask_storeu_ps(r0 + 2 * ow, lo, _mm512_permutex2var_ps(a, il0, b));
+            _mm512_mask_storeu_ps(r0 + 2 * ow + 16, hi, _mm512_permutex2var_ps(a, il1, b));
+            _mm512_mask_storeu_ps(r1 + 2 * ow, lo, _mm512_permutex2var_ps(c, il0, d));
+            _mm512_mask_storeu_ps(r1 + 2 * ow + 16, hi, _mm512_permutex2var_ps(c, il1, d));
+        }
+        if (W & 1) { r0[W - 1] = 0; r1[W - 1] = 0; }
+    }
+    if (g->H & 1) memset(gx + (g->H - 1) * W, 0, (size_t)W * sizeof(float));
+}
+#else
+#define HAVE_POOL512 0
+static bool pool512_ok(void) { return false; }
+#endif
+
+void dt__max22_f32(int64_t planes, int64_t H, int64_t W, const float *x, float *y, int32_t *idx)
+{
+    pool_geom g = {.planes = planes, .H = H, .W = W, .Ho = H / 2, .Wo = W / 2, .kh = 2, .kw = 2, .sh = 2, .sw = 2};
+    int64_t ip = H * W, op = g.Ho * g.Wo;
+    for (int64_t p = 0; p < planes; p++) {
+#if HAVE_POOL512
+        if (pool512_ok()) { max22_f32_512(&g, x + p * ip, y + p * op, idx + p * op); continue; }
+#endif
+        max22_float(&g, x + p * ip, y + p * op, idx + p * op);
+    }
+}
+
+void dt__maxb22_f32(int64_t planes, int64_t H, int64_t W, const float *gy, const int32_t *idx, float *gx)
+{
+    pool_geom g = {.planes = planes, .H = H, .W = W, .Ho = H / 2, .Wo = W / 2, .kh = 2, .kw = 2, .sh = 2, .sw = 2};
+    int64_t ip = H * W, op = g.Ho * g.Wo;
+    for (int64_t p = 0; p < planes; p++) {
+#if HAVE_POOL512
+        if (pool512_ok()) { maxb22_f32_512(&g, gy + p * op, idx + p * op, gx + p * ip); continue; }
+#endif
+        maxb_float(&g, gy + p * op, idx + p * op, gx + p * ip);
+    }
+}
+
 enum { MAX_FWD, AVG_FWD, MAX_BW, AVG_BW };
 
 typedef struct {
@@ -139,15 +263,27 @@ static void pool_range(void *arg, int64_t begin, int64_t end, int tid)
     int64_t es = j->f32 ? 4 : 8, ip = g->H * g->W, op = g->Ho * g->Wo;
     bool fwd = j->kind == MAX_FWD || j->kind == AVG_FWD;
     bool is22 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
+    bool fast = is22 && j->f32 && pool512_ok();
+    (void)fast;
     for (int64_t p = begin; p < end; p++) {
         const char *in = j->in + p * (fwd ? ip : op) * es;
         char *out = j->out + p * (fwd ? op : ip) * es;
         int32_t *idx = j->idx ? j->idx + p * op : NULL;
         if (j->f32) {
             switch (j->kind) {
-            case MAX_FWD: (is22 ? max22_float : maxf_float)(g, (const float *)in, (float *)out, idx); break;
+            case MAX_FWD:
+#if HAVE_POOL512
+                if (fast) { max22_f32_512(g, (const float *)in, (float *)out, idx); break; }
+#endif
+                (is22 ? max22_float : maxf_float)(g, (const float *)in, (float *)out, idx);
+                break;
             case AVG_FWD: (is22 ? avg22_float : avgf_float)(g, (const float *)in, (float *)out); break;
-            case MAX_BW: maxb_float(g, (const float *)in, idx, (float *)out); break;
+            case MAX_BW:
+#if HAVE_POOL512
+                if (fast) { maxb22_f32_512(g, (const float *)in, idx, (float *)out); break; }
+#endif
+                maxb_float(g, (const float *)in, idx, (float *)out);
+                break;
             default: avgb_float(g, (const float *)in, (float *)out); break;
             }
         } else {

@@ -162,11 +162,33 @@ static dt_tensor *flatten_fwd(dt_module *m, dt_tensor *x, void *ctx)
 dt_module *dt_nn_flatten(void) { return dt_module_new("Flatten", flatten_fwd, NULL, NULL); }
 
 /* --------------------------------------------------------------- Sequential */
+/* Children i, i+1, i+2 are the built-in Conv2d (stride 1), ReLU and MaxPool2d(2, 2):
+ * they run as the one op dt_conv2d_relu_max_pool2d (same values and gradients, without
+ * the full-size intermediates; it composes the three itself where it cannot fuse). */
+static bool conv_relu_pool_at(const dt_module *m, size_t i)
+{
+    if (i + 2 >= m->nchildren) return false;
+    const dt_module *c = m->children[i].m, *r = m->children[i + 1].m, *p = m->children[i + 2].m;
+    if (c->forward != conv2d_fwd || r->forward != relu_fwd || p->forward != max_pool_fwd) return false;
+    const layer_ctx *cc = c->ctx, *pc = p->ctx;
+    return cc->i[1] == 1 && pc->i[0] == 2 && pc->i[1] == 2;
+}
+
 static dt_tensor *sequential_fwd(dt_module *m, dt_tensor *x, void *ctx)
 {
     (void)ctx;
     if (m->nchildren == 0) return dt_reshape(x, dt_tensor_ndim(x), dt_tensor_shape(x));  /* torch returns the input */
-    for (size_t i = 0; i < m->nchildren && x; i++) x = dt_module_forward(m->children[i].m, x);
+    for (size_t i = 0; i < m->nchildren && x; i++) {
+        if (conv_relu_pool_at(m, i) && dt__module_ensure_packed(m->children[i].m) == 0) {
+            dt_module *c = m->children[i].m;
+            const layer_ctx *cc = c->ctx;
+            int pad = (int)cc->i[2];
+            x = dt_conv2d_relu_max_pool2d(x, P(c, 0), cc->i[3] ? P(c, 1) : NULL, pad, pad);
+            i += 2;
+            continue;
+        }
+        x = dt_module_forward(m->children[i].m, x);
+    }
     return x;
 }
 

@@ -32,4 +32,20 @@ int dt__conv2d_fwd_shift(const dt__conv_geom *g, const float *x, const float *w,
 int dt__conv2d_bw_shift(const dt__conv_geom *g, const float *x, const float *w, const float *gout, float *dx,
                         float *dw);
 
+/* f_pool.c's 2x2 stride-2 max pooling of `planes` (H, W) f32 planes into (H/2, W/2):
+ * y and each maximum's plane offset in idx (first maximum; NaN wins). Backward writes
+ * all of gx: gy at idx, 0 elsewhere; an idx of -1 passes nothing (a masked gradient). */
+void dt__max22_f32(int64_t planes, int64_t H, int64_t W, const float *x, float *y, int32_t *idx);
+void dt__maxb22_f32(int64_t planes, int64_t H, int64_t W, const float *gy, const int32_t *idx, float *gx);
+
+/* k_conv_shift.c: max_pool2d(relu(conv2d(x, w, b)), 2, 2) when dt__conv2d_shift_ok and
+ * dt__conv2d_shift_dx_ok, without the full-size activations: per image, the conv output
+ * goes through bias and relu into a buffer in cache and is pooled there. y, idx (N, O,
+ * Ho/2, Wo/2); idx is -1 where y <= 0 or NaN (relu passes no gradient there). Backward
+ * from gy: dx, dw, db (each may be NULL), the same numbers as the three ops in turn. */
+int dt__conv2d_relu_pool_fwd(const dt__conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                             int32_t *idx);
+int dt__conv2d_relu_pool_bw(const dt__conv_geom *g, const float *x, const float *w, const float *gy,
+                            const int32_t *idx, float *dx, float *dw, float *db);
+
 #endif /* DT_NN_CONV_H */

@@ -211,10 +211,12 @@ static void t_pool_vs_ref(void)
     const int cases[][6] = {{2, 2, 2, 2, 0, 0}, {3, 3, 2, 2, 1, 1}, {2, 3, 1, 2, 1, 0}, {3, 2, 3, 3, 0, 1}};
     for (int mx = 0; mx < 2; mx++)
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
-            for (int dti = 0; dti < 2; dti++) DT_SCOPE {
-                dt_dtype dt = dti ? DT_F64 : DT_F32;
+            for (int dti = 0; dti < 4; dti++) DT_SCOPE {
+                /* odd planes (a last row and column in no 2x2 window); wide even ones
+                 * (the AVX-512 2x2 path in several 16-wide pieces) */
+                dt_dtype dt = dti & 1 ? DT_F64 : DT_F32;
                 const int *k = cases[c];
-                int64_t N = 5, C = 7, H = 29, W = 27;
+                int64_t N = 5, C = 7, H = dti < 2 ? 29 : 28, W = dti < 2 ? 27 : 70;
                 dt_tensor *x = dt_randn(&g_rng, dt, DT_SHAPE(N, C, H, W));
                 DT_ASSERT_OK(dt_tensor_set_requires_grad(x, true));
                 dt_tensor *y = mx ? dt_max_pool2d(x, k[0], k[1], k[2], k[3], k[4], k[5]) : dt_avg_pool2d(x, k[0], k[1], k[2], k[3], k[4], k[5]);
@@ -235,10 +237,11 @@ static void t_pool_vs_ref(void)
 /* Ties go to the first maximum of the window; a NaN wins its window. */
 static void t_max_pool_ties(void)
 {
-    DT_SCOPE {
+    for (int f32 = 0; f32 < 2; f32++) DT_SCOPE {
         double v[16] = {1, 1, 0, 2, 1, 0, 2, 2, 5, 5, 3, NAN, 5, 5, 4, 4};
         dt_tensor *x = dt_empty(DT_F64, DT_SHAPE(1, 4, 4));
         DT_ASSERT_OK(dt_tensor_write(x, v, 16));
+        if (f32) x = dt_detach(dt_to_dtype(x, DT_F32));
         DT_ASSERT_OK(dt_tensor_set_requires_grad(x, true));
         dt_tensor *y = dt_max_pool2d(x, 2, 2, 2, 2, 0, 0);
         DT_ASSERT_OK(dt_backward(dt_sum(y, NULL, 0, false)));
@@ -403,6 +406,85 @@ static void t_errors(void)
 }
 
 /* ------------------------------------------------------------- allocation failures */
+/* dt_conv2d_relu_max_pool2d against the three ops in turn: the same bits forward and
+ * backward (fused: each image pooled in cache; otherwise the composition itself), with
+ * and without bias, odd conv outputs (a last row/column in no window), the fallbacks
+ * (f64, 3-D input, padding past kernel - 1), inputs with exact zeros and NaN, and x
+ * with or without a gradient. */
+typedef struct { int64_t N, C, H, W, O, k; int pad; bool bias, xgrad; dt_dtype dt; bool nan; } fused_case;
+
+static dt_tensor *clone(dt_tensor *t)
+{
+    dt_tensor *c = dt_empty(dt_tensor_dtype(t), dt_tensor_ndim(t), dt_tensor_shape(t));
+    return c && dt_tensor_copy_(c, t) == 0 ? c : NULL;
+}
+
+static void fused_vs_ops(const fused_case *fc)
+{
+    DT_SCOPE {
+        int64_t xs[4] = {fc->N, fc->C, fc->H, fc->W};
+        dt_tensor *x0 = dt_randn(&g_rng, fc->dt, 4, xs);
+        if (fc->nan) DT_ASSERT_OK(dt_tensor_fill(dt_narrow(dt_flatten(x0, 0, -1), 0, 3, 1), NAN));
+        dt_tensor *w0 = dt_randn(&g_rng, fc->dt, DT_SHAPE(fc->O, fc->C, fc->k, fc->k));
+        dt_tensor *b0 = fc->bias ? dt_randn(&g_rng, fc->dt, 1, &fc->O) : NULL;
+        dt_tensor *out[2], *gx[2], *gw[2], *gb[2];
+        dt_tensor *gy = NULL;
+        for (int fused = 0; fused < 2; fused++) {
+            dt_tensor *x = clone(x0), *w = clone(w0), *b = b0 ? clone(b0) : NULL;
+            if (fc->xgrad) DT_ASSERT_OK(dt_tensor_set_requires_grad(x, true));
+            DT_ASSERT_OK(dt_tensor_set_requires_grad(w, true));
+            if (b) DT_ASSERT_OK(dt_tensor_set_requires_grad(b, true));
+            dt_tensor *y = fused ? dt_conv2d_relu_max_pool2d(x, w, b, fc->pad, fc->pad)
+                                 : dt_max_pool2d(dt_relu(dt_conv2d(x, w, b, 1, 1, fc->pad, fc->pad)), 2, 2, 2, 2, 0, 0);
+            DT_ASSERT_MSG(y, "%s: %s", fused ? "fused" : "ops", dt_last_error());
+            if (!gy) gy = dt_randn(&g_rng, fc->dt, dt_tensor_ndim(y), dt_tensor_shape(y));
+            DT_ASSERT_OK(dt_backward(dt_sum(dt_mul(y, gy), NULL, 0, false)));
+            out[fused] = y, gx[fused] = fc->xgrad ? dt_tensor_grad(x) : NULL, gw[fused] = dt_tensor_grad(w);
+            gb[fused] = b ? dt_tensor_grad(b) : NULL;
+        }
+        const char *what[4] = {"out", "dx", "dw", "db"};
+        dt_tensor *const *pairs[4] = {out, gx, gw, gb};
+        for (int q = 0; q < 4; q++) {
+            dt_tensor *a = pairs[q][0], *c = pairs[q][1];
+            if (!a && !c) continue;
+            DT_ASSERT_MSG(a && c, "fused %s: present on one side only", what[q]);
+            int64_t n = dt_tensor_numel(a);
+            DT_ASSERT_MSG(n == dt_tensor_numel(c), "fused %s: %lld vs %lld elements", what[q], (long long)n,
+                          (long long)dt_tensor_numel(c));
+            const double *av = f64_of(a), *cv = f64_of(c);
+            for (int64_t i = 0; i < n; i++)
+                DT_ASSERT_MSG(av[i] == cv[i] || (isnan(av[i]) && isnan(cv[i])),
+                              "fused %s (N%lld C%lld %lldx%lld O%lld k%lld pad %d): element %lld is %.9g, the ops give %.9g",
+                              what[q], (long long)fc->N, (long long)fc->C, (long long)fc->H, (long long)fc->W,
+                              (long long)fc->O, (long long)fc->k, fc->pad, (long long)i, cv[i], av[i]);
+        }
+    }
+}
+
+static void t_conv_relu_pool_fused(void)
+{
+    const fused_case cases[] = {
+        {6, 1, 28, 28, 32, 3, 1, true, false, DT_F32, false},    /* the CNN's first block */
+        {4, 32, 14, 14, 64, 3, 1, true, true, DT_F32, false},    /* its second */
+        {3, 5, 9, 11, 7, 3, 1, false, true, DT_F32, false},      /* odd output, no bias */
+        {2, 3, 12, 35, 6, 5, 2, true, true, DT_F32, true},       /* 5x5, wide rows, a NaN */
+        {2, 4, 7, 8, 3, 2, 0, true, true, DT_F32, false},        /* even kernel, no padding */
+        {2, 3, 6, 6, 4, 3, 3, true, true, DT_F32, false},        /* padding past kernel-1: the ops */
+        {2, 3, 6, 7, 4, 3, 1, true, true, DT_F64, false},        /* f64: the ops */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) fused_vs_ops(&cases[c]);
+    DT_SCOPE {   /* unbatched input: the ops, shapes as theirs */
+        dt_tensor *y = dt_conv2d_relu_max_pool2d(dt_randn(&g_rng, DT_F32, DT_SHAPE(2, 8, 8)),
+                                                 dt_randn(&g_rng, DT_F32, DT_SHAPE(3, 2, 3, 3)), NULL, 1, 1);
+        DT_ASSERT_MSG(y && dt_tensor_ndim(y) == 3 && dt_tensor_size(y, 0) == 3 && dt_tensor_size(y, 2) == 4,
+                      "unbatched: %s", dt_last_error());
+        /* errors as the ops: channels differ */
+        EXPECT_ERR(dt_conv2d_relu_max_pool2d(dt_randn(&g_rng, DT_F32, DT_SHAPE(1, 2, 8, 8)),
+                                             dt_randn(&g_rng, DT_F32, DT_SHAPE(3, 4, 3, 3)), NULL, 1, 1), DT_ESHAPE);
+        EXPECT_ERR(dt_conv2d_relu_max_pool2d(NULL, NULL, NULL, 1, 1), DT_EINVAL);
+    }
+}
+
 /* Each allocation of a CNN step (conv, relu, pools, cross_entropy, backward) failing
  * in turn: DT_ENOMEM comes out, nothing crashes and nothing leaks. */
 static void t_alloc_sweep(void)
@@ -449,6 +531,7 @@ int main(void)
     DT_RUN(t_conv_threads);
     DT_RUN(t_pool_vs_ref);
     DT_RUN(t_max_pool_ties);
+    DT_RUN(t_conv_relu_pool_fused);
     DT_RUN(t_cross_entropy_vs_composed);
     DT_RUN(t_cross_entropy_stable);
     DT_RUN(t_cross_entropy_all_ignored);
