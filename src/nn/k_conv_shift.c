@@ -49,8 +49,9 @@ DT__KERNEL static void pad_planes(const float *src, int64_t C, int64_t H, int64_
         memset(d, 0, (size_t)(r0 * Wd) * sizeof(float));
         for (int64_t h = 0; h < H; h++) {
             float *row = d + (r0 + h) * Wd;
+            const float *sr = s + h * W;
             for (int64_t v = 0; v < c0; v++) row[v] = 0;
-            memcpy(row + c0, s + h * W, (size_t)W * sizeof(float));
+            for (int64_t v = 0; v < W; v++) row[c0 + v] = sr[v];   /* short rows: a loop beats memcpy's call */
             for (int64_t v = c0 + W; v < Wd; v++) row[v] = 0;
         }
         memset(d + (r0 + H) * Wd, 0, (size_t)((Hd - r0 - H) * Wd) * sizeof(float));
@@ -71,9 +72,15 @@ DT__KERNEL static void narrow_rows(const float *src, int64_t R, int64_t H, int64
             if (bias && relu) for (int64_t v = 0; v < W; v++) { float t = s[v] + b; d[v] = t < 0 ? 0.0f : t; }
             else if (bias) for (int64_t v = 0; v < W; v++) d[v] = s[v] + b;
             else if (relu) for (int64_t v = 0; v < W; v++) d[v] = s[v] < 0 ? 0.0f : s[v];
-            else memcpy(d, s, (size_t)W * sizeof(float));
+            else for (int64_t v = 0; v < W; v++) d[v] = s[v];
         }
     }
+}
+
+/* idx[q] = -1 where y[q] is not above 0 (relu passed no gradient to that maximum). */
+DT__KERNEL static void mask_idx(const float *y, int32_t *idx, int64_t n)
+{
+    for (int64_t q = 0; q < n; q++) idx[q] = y[q] > 0 ? idx[q] : -1;
 }
 
 /* off[(c*kh + i)*kw + j] = c*Hp*Wp + i*Wp + j: the K window rows of a padded image. */
@@ -109,7 +116,7 @@ static int fwd_core(const dt__conv_geom *g, const float *x, const float *w, cons
         float *yn = y + n * g->O * Q;
         int32_t *in = idx + n * g->O * Q;
         dt__max22_f32(g->O, g->Ho, g->Wo, z, yn, in);
-        for (int64_t q = 0; q < g->O * Q; q++) in[q] = yn[q] > 0 ? in[q] : -1;
+        mask_idx(yn, in, g->O * Q);
     }
     dt_free(xp);
     return 0;
