@@ -7,10 +7,12 @@
 #  1. two ranks on each host: auto must be hier (shm within a host, tcp among
 #     the leaders) and auto_worker's checks pass (every reduction and dtype
 #     bit for bit against the documented order, reduce/broadcast from every
-#     root, barrier, all_gather, reduce_scatter, send/recv, subgroups);
+#     root, barrier, all_gather, reduce_scatter, send/recv, subgroups); then
+#     again with DTRAIN_HIER_ALLREDUCE=slice;
 #  2. rank 3 (host B, not its leader) SIGKILLed mid all_reduce: the three
 #     others fail with DT_EPEER naming it, well within the op timeout; then
-#     the same for rank 2 (host B's leader);
+#     the same for rank 2 (host B's leader), and for rank 3 with all_reduce by
+#     slices;
 #  3. rank 1 aborts: the others fail with DT_EABORTED naming it;
 #  4. rank 3 calls all_reduce with another count: everyone gets DT_EMISMATCH,
 #     without and with DTRAIN_DEBUG=DETAIL;
@@ -87,9 +89,18 @@ for r in 0 1 2 3; do
 done
 echo "auto across two hosts: $(sed -n 's/^rank 0 desc //p' "$T/0.out"); every check passed: ok"
 
+# 1b. the same with all_reduce by slices (same bits: the worker checks the same order)
+start4 DT_TEST_BACKEND=hier DTRAIN_HIER_ALLREDUCE=slice -- check
+wait_all || fail "a rank failed the checks (DTRAIN_HIER_ALLREDUCE=slice)"
+for r in 0 1 2 3; do
+    grep -Eq "^rank $r desc hier: .*, all_reduce by slices," "$T/$r.out" || fail "rank $r: not by slices"
+done
+echo "DTRAIN_HIER_ALLREDUCE=slice: every check passed: ok"
+
 # 2. a rank killed: a non-leader, then a leader
-for v in 3 2; do
-    start4 DT_TEST_TIMEOUT_MS=20000 -- victim $v
+for case in 3:leader 2:leader 3:slice; do
+    v=${case%:*}
+    start4 DT_TEST_TIMEOUT_MS=20000 DTRAIN_HIER_ALLREDUCE=${case#*:} -- victim $v
     pids=($(cat "$T/pids"))
     for i in 0 1 2 3; do
         [ $i = $v ] && continue
@@ -100,7 +111,7 @@ for v in 3 2; do
         [ $r = $v ] && continue
         grep -Eq "^rank $r: failed as expected after .*rank $v \(" "$T/$r.out" || fail "rank $r: unexpected output"
     done
-    echo "rank $v on host B killed: the others fail with DT_EPEER naming it: ok ($(sed "s/^rank 0: failed as expected //" "$T/0.out" | tail -1))"
+    echo "rank $v on host B killed (all_reduce by ${case#*:}): the others fail with DT_EPEER naming it: ok ($(sed -n "s/^rank 0: failed as expected //p" "$T/0.out"))"
 done
 
 # 3. abort

@@ -12,10 +12,8 @@
  * bf16/f16 are widened to f32 in a scratch buffer on every rank, reduced in
  * f32 at both levels and rounded once by the leader before the broadcast,
  * so they round once, as on one backend.
- * Why a reduce to one leader and not a reduce-scatter inside the host with
- * one inter-host all_reduce per local slice: see docs/tcp.md (the leader's
- * link carries the same bytes either way; the slices would need one tcp
- * group per local rank and equal ranks per host). */
+ * all_reduce can also go by slices (DTRAIN_HIER_ALLREDUCE=slice, below);
+ * docs/tcp.md says why leader is the default. */
 #include "dist/backend/hier/hier.h"
 
 #include <string.h>
@@ -56,6 +54,57 @@ static void narrow(uint16_t *out, const float *in, size_t count, dt_dtype dtype)
         }
 }
 
+/* all_reduce by slices (DTRAIN_HIER_ALLREDUCE=slice): the elements are cut
+ * into m slices, one per local rank (slice i: cnt[i] elements at off[i]);
+ *   1. shm reduce_scatter: local rank j gets its host's reduction of slice j;
+ *   2. tcp all_reduce of slice j among the local ranks j of every host (h->slice);
+ *   3. AVG's division and the halves' rounding, on slice j;
+ *   4. shm all_gather of the slices into every rank's recv.
+ * Each element is reduced in the same order as by the leader algorithm (its
+ * host's ranks in rank order, then the hosts in order), so the bits are the same. */
+static int allreduce_slices(dt__hier *h, const dt__coll *c, bool wide, dt_dtype wt, dt_redop op1, dt_redop op2)
+{
+    int m = h->local.size, j = h->local.rank;
+    size_t count = c->count, esz = dt_dtype_size(c->dtype), wsz = dt_dtype_size(wt), maxc = count / (size_t)m + 1;
+    /* scratch: the widened input (wide only), then the reduced slice */
+    char *t = dt__hier_tmp(h, (wide ? count * wsz : 0) + maxc * wsz + 64);
+    size_t *cnt = dt_alloc((size_t)m * (sizeof(size_t) + 2 * sizeof(void *)), DT_MEM_COMM);
+    if (!t || !cnt) {
+        dt_free(cnt);
+        return dt__hier_fail(h, NULL, DT_ENOMEM);
+    }
+    const void **sendv = (const void **)(cnt + m);
+    void **recvv = (void **)(sendv + m);
+    const char *in = c->send;
+    char *slice = t + (wide ? count * wsz : 0);
+    if (wide) {
+        if (count) widen((float *)t, c->send, count, c->dtype);
+        in = t;
+    }
+    size_t off = 0;
+    for (int i = 0; i < m; i++) {
+        cnt[i] = count / (size_t)m + ((size_t)i < count % (size_t)m);
+        sendv[i] = in + off * wsz;
+        recvv[i] = (char *)c->recv + off * esz;
+        off += cnt[i];
+    }
+    dt__coll rs = {.kind = DT__OP_REDUCE_SCATTER, .dtype = wt, .redop = op1, .premul = c->premul, .recv = slice,
+                   .sendv = (const void *const *)sendv, .recv_counts = cnt, .deadline_ns = c->deadline_ns};
+    int rc = dt__hier_sub(h, &h->local, rs);
+    dt__coll ar = {.kind = DT__OP_ALLREDUCE, .dtype = wt, .redop = op2, .premul = 1.0, .send = slice, .recv = slice,
+                   .count = cnt[j], .deadline_ns = c->deadline_ns};
+    if (rc == 0) rc = dt__hier_sub(h, h->slice, ar);
+    if (rc == 0 && cnt[j]) {
+        if (c->redop == DT_RED_AVG) divide(slice, cnt[j], wt, h->size);
+        if (wide) narrow((uint16_t *)slice, (const float *)slice, cnt[j], c->dtype);
+    }
+    dt__coll ag = {.kind = DT__OP_ALLGATHER, .dtype = c->dtype, .send = slice, .recvv = (void *const *)recvv,
+                   .recv_counts = cnt, .deadline_ns = c->deadline_ns};
+    if (rc == 0) rc = dt__hier_sub(h, &h->local, ag);
+    dt_free(cnt);
+    return rc;
+}
+
 int dt__hier_allreduce(dt__hier *h, const dt__coll *c)
 {
     DT_CHECK(dt__hier_check(h));
@@ -65,6 +114,7 @@ int dt__hier_allreduce(dt__hier *h, const dt__coll *c)
     size_t count = c->count, esz = dt_dtype_size(c->dtype);
     dt_redop op1 = c->redop == DT_RED_AVG ? DT_RED_SUM : c->redop;
     dt_redop op2 = c->redop == DT_RED_AVG || c->redop == DT_RED_PREMUL_SUM ? DT_RED_SUM : c->redop;
+    if (!reduce && h->slice) return allreduce_slices(h, c, wide, wt, op1, op2);
     int root_host = reduce ? h->host[c->root] : -1;
     bool final_here = leader && (!reduce || root_host == h->my_host); /* this leader ends with the result */
     /* in: this rank's input (in wt); acc: the leader's partial, then the result */

@@ -94,7 +94,7 @@ static bool stored(dt__hier *h)
 
 static void abort_parts(dt__hier *h)
 {
-    dt__hier_part *parts[] = {&h->flat, &h->local, &h->lead};
+    dt__hier_part *parts[] = {&h->flat, &h->local, &h->lead, &h->cross};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         if (parts[i]->ops) parts[i]->ops->abort(parts[i]->be);
 }
@@ -236,6 +236,7 @@ static void hier_destroy(void *state)
     part_free(&h->flat);
     part_free(&h->local);
     part_free(&h->lead);
+    part_free(&h->cross);
     dt_free(h->host);
     dt_free(h->leader);
     dt_free(h->pid);
@@ -289,6 +290,42 @@ static int find_hosts(dt__hier *h)
     return rc;
 }
 
+/* The slice all_reduce's components (DTRAIN_HIER_ALLREDUCE=slice, equal
+ * hosts): this rank's cross group, the local rank j of every host. */
+static int make_cross(dt__hier *h, int nlocal, int64_t timeout_ms)
+{
+    const char *algo = dt_param_str(DT_PARAM_HIER_ALLREDUCE);
+    if (strcmp(algo, "slice") != 0) {
+        if (strcmp(algo, "leader") != 0) DT_LOGW(DIST, "DTRAIN_HIER_ALLREDUCE=%s: not leader or slice; using leader", algo);
+        return 0;
+    }
+    for (int k = 0; k < h->nhosts; k++) {
+        int m = 0;
+        for (int r = 0; r < h->size; r++) m += h->host[r] == k;
+        if (m != nlocal) {
+            DT_LOGI(DIST, "group '%s': hosts with different numbers of ranks: all_reduce by leader, not slice", h->group);
+            return 0;
+        }
+    }
+    if (h->local.rank == 0) {
+        h->slice = &h->lead;
+        return 0;
+    }
+    /* ranks[k] = the group rank of host k's local rank j */
+    int j = h->local.rank, *ranks = dt_calloc(2 * (size_t)h->nhosts, sizeof(int), DT_MEM_COMM);
+    if (!ranks) return DT_ENOMEM;
+    int *seen = ranks + h->nhosts; /* ranks of host k met so far */
+    for (int r = 0; r < h->size; r++)
+        if (seen[h->host[r]]++ == j) ranks[h->host[r]] = r;
+    char key[48];
+    snprintf(key, sizeof key, "hier/cross%d", j);
+    int rc = part_make(h, &h->cross, &dt__backend_tcp, key, ranks, h->nhosts, "tcp among the hosts' slice ranks",
+                       timeout_ms);
+    dt_free(ranks);
+    if (rc == 0) h->slice = &h->cross;
+    return rc;
+}
+
 static int hier_create(const dt__backend_init *init, void **state)
 {
     dt__hier *h = dt_calloc(1, sizeof *h, DT_MEM_COMM);
@@ -330,6 +367,7 @@ static int hier_create(const dt__backend_init *init, void **state)
         DT_CHECK_GOTO(part_make(h, &h->lead, &dt__backend_tcp, "hier/lead", h->leader, h->nhosts,
                                 "tcp among host leaders", init->timeout_ms),
                       rc, fail);
+        DT_CHECK_GOTO(make_cross(h, nlocal, init->timeout_ms), rc, fail);
         int len = snprintf(h->desc, sizeof h->desc, "hier: %d hosts (ranks per host:", h->nhosts);
         for (int k = 0; k < h->nhosts && len > 0 && (size_t)len + 12 < sizeof h->desc; k++) {
             int m = 0;
@@ -338,7 +376,8 @@ static int hier_create(const dt__backend_init *init, void **state)
         }
         if (len > 0 && (size_t)len < sizeof h->desc)
             snprintf(h->desc + len, sizeof h->desc - (size_t)len,
-                     "), shm within a host, tcp among leaders, flat tcp for the other ops");
+                     "), shm within a host, tcp among leaders%s, flat tcp for the other ops",
+                     h->slice ? ", all_reduce by slices" : "");
     }
     dt_free(ranks);
     DT_LOGI(DIST, "group '%s': %s", h->group, h->desc);

@@ -8,7 +8,10 @@
  *   local  shm over the ranks on this rank's host (ascending group ranks;
  *          local rank 0, the lowest group rank there, is the host's leader);
  *   lead   tcp over the leaders, one per host (leader rank h = host h, hosts
- *          numbered by their lowest group rank); only leaders have it.
+ *          numbered by their lowest group rank); only leaders have it;
+ *   cross  with DTRAIN_HIER_ALLREDUCE=slice and the same number m of ranks on
+ *          every host: tcp over the local rank j of every host (j = 1..m-1,
+ *          rank h = host h); the leaders' lead is cross 0.
  * Hosts are told apart by the host identity every rank publishes (init.c's
  * dt__host_id). Degenerate groups are passed through to one backend (`solo`):
  * every rank on one host -> shm, one rank per host -> tcp; both number ranks
@@ -65,6 +68,8 @@ typedef struct {
     int my_host;
     dt__backend_ops const *solo_ops; /* pass-through (degenerate group) */
     dt__hier_part solo, flat, local, lead;
+    dt__hier_part cross;          /* slice all_reduce, non-leaders: tcp among the local rank j of every host */
+    dt__hier_part *slice;         /* the slice all_reduce's tcp component (&lead on a leader), or NULL */
     char desc[256];               /* the composition, for dt_pg_backend_desc */
     void *tmp;                    /* f32 scratch of the widened halves */
     size_t tmp_bytes;
