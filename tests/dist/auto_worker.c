@@ -19,6 +19,8 @@
  *     others must fail with DT_EPEER naming rank V within the op timeout
  *     (DT_TEST_TIMEOUT_MS): "rank R: failed as expected after S s: <message>"
  *   auto_worker abort V       the same with rank V calling dt_pg_abort: DT_EABORTED
+ *   auto_worker late V        rank V calls all_reduce only after everyone else's
+ *     timeout: they must fail with DT_ETIMEOUT naming it
  *   auto_worker mismatch      rank 3 calls all_reduce with another count: every
  *     rank fails with DT_EMISMATCH: "rank R: mismatch detected: <message>"
  * Exits 1 with the error on stderr on any failure. */
@@ -391,6 +393,22 @@ int main(int argc, char **argv)
             FAIL("a barrier after the failure did not fail with DT_ESTATE");
         free(x);
         await_verdicts(pg, r != victim, n - 1);
+    } else if (strcmp(mode, "late") == 0) {
+        /* rank V reaches the all_reduce only after everyone else's timeout */
+        int late = argc > 2 ? atoi(argv[2]) : n - 1;
+        float x[4] = {0};
+        CHECK(dt_pg_barrier(pg, NULL, NULL)); /* everyone else starts the all_reduce's clock together */
+        if (r == late) usleep((useconds_t)(o.timeout_ms + 2000) * 1000);
+        double t0 = now_s();
+        int rc = dt_pg_allreduce(pg, x, x, 4, DT_F32, DT_RED_SUM, NULL, NULL);
+        double took = now_s() - t0;
+        char want[32];
+        snprintf(want, sizeof want, "%d", late);
+        if (rc == 0) FAIL("the all_reduce without rank %d succeeded", late);
+        if (r != late && (rc != DT_ETIMEOUT || took * 1000 > (double)o.timeout_ms + 5000))
+            FAIL("without rank %d: %s after %.1f s: %s", late, dt_strerror(rc), took, dt_last_error());
+        printf("rank %d: failed as expected after %.2f s: %s\n", r, took, dt_last_error());
+        await_verdicts(pg, true, n);
     } else if (strcmp(mode, "mismatch") == 0) {
         float x[8] = {0};
         int rc = dt_pg_allreduce(pg, x, x, r == 3 ? 5 : 4, DT_F32, DT_RED_SUM, NULL, NULL);

@@ -13,7 +13,8 @@
 #     others fail with DT_EPEER naming it, well within the op timeout; then
 #     the same for rank 2 (host B's leader), and for rank 3 with all_reduce by
 #     slices;
-#  3. rank 1 aborts: the others fail with DT_EABORTED naming it;
+#  3. rank 1 aborts: the others fail with DT_EABORTED naming it; rank 3 comes
+#     after everyone's 3 s timeout: the others fail with DT_ETIMEOUT naming it;
 #  4. rank 3 calls all_reduce with another count: everyone gets DT_EMISMATCH,
 #     without and with DTRAIN_DEBUG=DETAIL;
 #  5. one rank per host: auto is plain tcp.
@@ -119,6 +120,15 @@ start4 DT_TEST_TIMEOUT_MS=20000 -- abort 1
 wait_all || fail "abort"
 for r in 0 2 3; do grep -Eq "^rank $r: failed as expected after .*rank 1 aborted" "$T/$r.out" || fail "rank $r: abort"; done
 echo "rank 1 aborts: the others fail with DT_EABORTED naming it: ok"
+
+# 3b. rank 3 arrives after everyone's 3 s timeout: the others fail with DT_ETIMEOUT in time
+start4 DT_TEST_TIMEOUT_MS=3000 -- late 3
+wait_all || fail "late rank"
+for r in 0 1 2; do
+    grep -Eq "^rank $r: failed as expected after .*timed out.*ranks that did not take part: 3\b" "$T/$r.out" ||
+        fail "rank $r: late"
+done
+echo "rank 3 late: the others time out: ok ($(sed -n "s/^rank 1: failed as expected //p" "$T/1.out"))"
 
 # 4. mismatch, without and with DETAIL
 for d in "" DETAIL; do

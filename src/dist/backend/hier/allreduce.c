@@ -90,17 +90,17 @@ static int allreduce_slices(dt__hier *h, const dt__coll *c, bool wide, dt_dtype 
     }
     dt__coll rs = {.kind = DT__OP_REDUCE_SCATTER, .dtype = wt, .redop = op1, .premul = c->premul, .recv = slice,
                    .sendv = (const void *const *)sendv, .recv_counts = cnt, .deadline_ns = c->deadline_ns};
-    int rc = dt__hier_sub(h, &h->local, rs);
+    int rc = dt__hier_sub(h, &h->local, rs, true);
     dt__coll ar = {.kind = DT__OP_ALLREDUCE, .dtype = wt, .redop = op2, .premul = 1.0, .send = slice, .recv = slice,
                    .count = cnt[j], .deadline_ns = c->deadline_ns};
-    if (rc == 0) rc = dt__hier_sub(h, h->slice, ar);
+    if (rc == 0) rc = dt__hier_sub(h, h->slice, ar, false);
     if (rc == 0 && cnt[j]) {
         if (c->redop == DT_RED_AVG) divide(slice, cnt[j], wt, h->size);
         if (wide) narrow((uint16_t *)slice, (const float *)slice, cnt[j], c->dtype);
     }
     dt__coll ag = {.kind = DT__OP_ALLGATHER, .dtype = c->dtype, .send = slice, .recvv = (void *const *)recvv,
                    .recv_counts = cnt, .deadline_ns = c->deadline_ns};
-    if (rc == 0) rc = dt__hier_sub(h, &h->local, ag);
+    if (rc == 0) rc = dt__hier_sub(h, &h->local, ag, false);
     dt_free(cnt);
     return rc;
 }
@@ -133,13 +133,13 @@ int dt__hier_allreduce(dt__hier *h, const dt__coll *c)
     /* 1. host level: onto the leader */
     dt__coll s = {.kind = DT__OP_REDUCE, .dtype = wt, .redop = op1, .premul = c->premul, .root = 0, .send = in,
                   .recv = acc, .count = count, .deadline_ns = c->deadline_ns};
-    DT_CHECK(dt__hier_sub(h, &h->local, s));
+    DT_CHECK(dt__hier_sub(h, &h->local, s, true));
     /* 2. between hosts: the leaders, in place */
     if (leader) {
         dt__coll t = {.kind = reduce ? DT__OP_REDUCE : DT__OP_ALLREDUCE, .dtype = wt, .redop = op2, .premul = 1.0,
                       .root = reduce ? root_host : 0, .send = acc, .recv = final_here ? acc : NULL, .count = count,
                       .deadline_ns = c->deadline_ns};
-        DT_CHECK(dt__hier_sub(h, &h->lead, t));
+        DT_CHECK(dt__hier_sub(h, &h->lead, t, false));
     }
     /* 3. the leader finishes the result: the one division of AVG, the one rounding of the halves */
     void *out = acc;
@@ -154,7 +154,7 @@ int dt__hier_allreduce(dt__hier *h, const dt__coll *c)
     if (!reduce) {
         dt__coll b = {.kind = DT__OP_BROADCAST, .dtype = c->dtype, .root = 0, .recv = c->recv, .count = count,
                       .deadline_ns = c->deadline_ns};
-        return dt__hier_sub(h, &h->local, b);
+        return dt__hier_sub(h, &h->local, b, false);
     }
     if (root_host != h->my_host || h->leader[h->my_host] == c->root) return 0;
     if (leader) {

@@ -24,23 +24,23 @@ int dt__hier_broadcast(dt__hier *h, const dt__coll *c)
     if (root_host == h->my_host && !root_leads) {
         for (int i = 0; i < h->local.size; i++)
             if (h->local.ranks[i] == c->root) s.root = i;
-        DT_CHECK(dt__hier_sub(h, &h->local, s));
+        DT_CHECK(dt__hier_sub(h, &h->local, s, true));
     }
     if (leader) {
         dt__coll t = s;
         t.root = root_host;
-        DT_CHECK(dt__hier_sub(h, &h->lead, t));
+        DT_CHECK(dt__hier_sub(h, &h->lead, t, root_leads)); /* every leader's first when root leads */
     }
     if (root_host == h->my_host && !root_leads) return 0;
     s.root = 0;
-    return dt__hier_sub(h, &h->local, s);
+    return dt__hier_sub(h, &h->local, s, false);
 }
 
 int dt__hier_barrier(dt__hier *h, const dt__coll *c)
 {
     DT_CHECK(dt__hier_check(h));
     dt__coll b = {.kind = DT__OP_BARRIER, .dtype = DT_U8, .deadline_ns = c->deadline_ns};
-    DT_CHECK(dt__hier_sub(h, &h->local, b));
-    if (h->local.rank == 0) DT_CHECK(dt__hier_sub(h, &h->lead, b));
-    return dt__hier_sub(h, &h->local, b);
+    DT_CHECK(dt__hier_sub(h, &h->local, b, true));
+    if (h->local.rank == 0) DT_CHECK(dt__hier_sub(h, &h->lead, b, false));
+    return dt__hier_sub(h, &h->local, b, false);
 }

@@ -115,12 +115,45 @@ static bool dead(pid_t pid)
     return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
 }
 
-/* "its ranks 0, 1 are group ranks 2, 3" */
-static void legend(const dt__hier_part *p, char *buf, size_t cap)
+/* in (a component's message) with its rank numbers as group ranks: every
+ * "rank N" and the list after "ranks that did not take part: ". */
+static void translate(const dt__hier_part *p, const char *in, char *out, size_t cap)
 {
-    size_t len = (size_t)snprintf(buf, cap, "its ranks 0-%d are group ranks ", p->size - 1);
-    for (int i = 0; i < p->size && len + 12 < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%d", i ? ", " : "", p->ranks[i]);
+    static const char list[] = "ranks that did not take part: ";
+    size_t len = 0;
+    bool in_list = false;
+    while (*in && len + 16 < cap) {
+        const char *q = NULL;
+        if (strncmp(in, list, sizeof list - 1) == 0) {
+            memcpy(out + len, in, sizeof list - 1);
+            len += sizeof list - 1;
+            in += sizeof list - 1;
+            in_list = true;
+            q = in;
+        } else if (strncmp(in, "rank ", 5) == 0 && in[5] >= '0' && in[5] <= '9') {
+            memcpy(out + len, in, 5);
+            len += 5;
+            in += 5;
+            q = in;
+        } else if (in_list && in[0] == ',' && in[1] == ' ' && in[2] >= '0' && in[2] <= '9') {
+            memcpy(out + len, in, 2);
+            len += 2;
+            in += 2;
+            q = in;
+        }
+        if (q && *q >= '0' && *q <= '9') {
+            char *end;
+            long r = strtol(q, &end, 10);
+            len += (size_t)snprintf(out + len, cap - len, "%ld", r >= 0 && r < p->size ? (long)p->ranks[r] : r);
+            in = end;
+            continue;
+        }
+        if (!q) {
+            if (!(*in == ',' || (*in >= '0' && *in <= '9') || *in == ' ')) in_list = false;
+            out[len++] = *in++;
+        }
+    }
+    out[len] = '\0';
 }
 
 int dt__hier_fail(dt__hier *h, dt__hier_part *p, int code)
@@ -137,23 +170,31 @@ int dt__hier_fail(dt__hier *h, dt__hier_part *p, int code)
     bool definite = gone >= 0;
     if (definite) {
         code = DT_EPEER;
+        char tr[sizeof sub + 64];
+        if (p && p->ranks) translate(p, sub, tr, sizeof tr);
+        else snprintf(tr, sizeof tr, "%s", sub);
         snprintf(msg, sizeof msg,
                  "rank %d (pid %d, on the host of rank %d) exited while rank %d was in %s; ranks that did not take "
                  "part: %d [%s: %.300s]",
-                 gone, (int)h->pid[gone], h->rank, h->rank, h->op, gone, p ? p->what : "hier", sub);
+                 gone, (int)h->pid[gone], h->rank, h->rank, h->op, gone, p ? p->what : "hier", tr);
     } else if (p && p->ranks == NULL) {
         /* the flat component numbers ranks as the group: its message stands, unless it only passes on an abort */
         definite = code != DT_EABORTED;
         snprintf(msg, sizeof msg, "%s", sub);
     } else {
-        char leg[160] = "";
-        if (p) legend(p, leg, sizeof leg);
-        snprintf(msg, sizeof msg, "%s failed: %.500s [%s]", p ? p->what : "hier", sub, leg);
+        char tr[sizeof sub + 64];
+        const char *text = sub, *pre = dt_strerror(code);
+        size_t pl = strlen(pre);
+        if (strncmp(text, pre, pl) == 0 && text[pl] == ':' && text[pl + 1] == ' ') text += pl + 2; /* wrapped again above */
+        if (p) translate(p, text, tr, sizeof tr);
+        snprintf(msg, sizeof msg, "%.500s [in %s]", p ? tr : text, p ? p->what : "hier");
+        definite = code == DT_EMISMATCH || (code == DT_ETIMEOUT && h->entry);
     }
-    /* 2. A peer gone or an abort passed on, with no dead rank here: give the
-     * rank that knows (a host mate of the dead one, or the one that aborted)
-     * a moment to offer its record. */
-    if (!definite && (code == DT_EPEER || code == DT_EABORTED))
+    /* 2. A peer gone, an abort passed on, or a timeout waiting for a rank that
+     * itself waited: give the rank that knows (a host mate of the dead one,
+     * the one that aborted, the one whose peer never came) a moment to offer
+     * its record. */
+    if (!definite && (code == DT_EPEER || code == DT_EABORTED || code == DT_ETIMEOUT))
         for (int64_t until = dt_deadline_ns(1000); !stored(h) && dt_now_ns() < until;) usleep(10000);
     if (record(h, code, msg)) publish(h);
     abort_parts(h);
@@ -162,9 +203,10 @@ int dt__hier_fail(dt__hier *h, dt__hier_part *p, int code)
 
 /* ------------------------------------------------------------ components */
 
-int dt__hier_sub(dt__hier *h, dt__hier_part *p, dt__coll c)
+int dt__hier_sub(dt__hier *h, dt__hier_part *p, dt__coll c, bool entry)
 {
     DT_CHECK(dt__hier_check(h));
+    h->entry = entry;
     c.seq = ++p->seq;
     int rc = p->ops->coll[c.kind](p->be, &c);
     return rc < 0 ? dt__hier_fail(h, p, rc) : 0;
@@ -174,6 +216,7 @@ int dt__hier_sub_p2p(dt__hier *h, dt__hier_part *p, dt_p2p_kind kind, void *buf,
                      int64_t deadline_ns)
 {
     DT_CHECK(dt__hier_check(h));
+    h->entry = false;
     dt__p2p m = {.kind = kind, .buf = buf, .bytes = bytes, .peer = peer, .tag = -7, .source = -1};
     dt__p2p *v[1] = {&m};
     int rc = 0;
@@ -407,7 +450,7 @@ static void hier_abort(void *state)
 /* An op over the flat component (the ops without a hierarchical algorithm). */
 static int flat_coll(void *state, const dt__coll *c)
 {
-    return dt__hier_sub(state, &((dt__hier *)state)->flat, *c);
+    return dt__hier_sub(state, &((dt__hier *)state)->flat, *c, true);
 }
 
 #define DT__HIER_OP(name, fn)                                                   \
@@ -430,6 +473,7 @@ static int op_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_n
     if (h->solo.ops) return h->solo.ops->p2p(h->solo.be, ops, nops, deadline_ns, kick);
     DT_CHECK(dt__hier_check(h));
     h->op = "send/recv";
+    h->entry = true;
     int rc = h->flat.ops->p2p(h->flat.be, ops, nops, deadline_ns, kick);
     return rc < 0 ? dt__hier_fail(h, &h->flat, rc) : rc;
 }

@@ -35,7 +35,12 @@
  * rank offered to the store ("hier/fail", compare-and-set, first one wins)
  * and adopts it, or offers its own (the component's message with its rank
  * numbering spelled out). The record goes to the store before this rank
- * aborts every component, so a peer woken by that abort finds it there. */
+ * aborts every component, so a peer woken by that abort finds it there.
+ * A timeout is the cause only in an `entry` sub-op (the op's first for every
+ * member of the component: the ranks it waited for never reached the op);
+ * elsewhere the rank waited for someone who waited in turn, so it too first
+ * looks for a record. Component messages are rewritten into group ranks
+ * ("rank N", "ranks that did not take part: ..."). */
 #ifndef DTRAIN_DIST_HIER_H
 #define DTRAIN_DIST_HIER_H
 
@@ -75,14 +80,17 @@ typedef struct {
     size_t tmp_bytes;
     _Atomic int fail_code;
     char fail_msg[DT__HIER_MSG_CAP];
+    bool entry;                   /* the sub-op running is one every member of its component starts
+                                   * the op with: whoever it waits for never reached the op */
     const char *op;               /* the op running, for messages */
     uint64_t seq;                 /* its group sequence number */
 } dt__hier;
 
 /* ---- hier.c */
 /* Run a component's collective: c is copied with the component's sequence
- * number; a failure becomes the group's record (dt__hier_fail). */
-int dt__hier_sub(dt__hier *h, dt__hier_part *p, dt__coll c);
+ * number; a failure becomes the group's record (dt__hier_fail). entry: every
+ * member of p starts the op with this sub-op (see above). */
+int dt__hier_sub(dt__hier *h, dt__hier_part *p, dt__coll c, bool entry);
 /* Send or receive bytes to/from component rank peer (the component's p2p). */
 int dt__hier_sub_p2p(dt__hier *h, dt__hier_part *p, dt_p2p_kind kind, void *buf, size_t bytes, int peer,
                      int64_t deadline_ns);
