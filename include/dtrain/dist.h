@@ -30,9 +30,23 @@ typedef struct dt_pg dt_pg;
 typedef struct dt_work dt_work;
 
 /* Reductions. BAND/BOR/BXOR take integer dtypes only, AVG and PREMUL_SUM
- * floating ones. PREMUL_SUM sums premul * x over the ranks (dt_op_opts.premul).
- * bf16 and f16 reduce in f32 and round once at the end. Every rank receives
- * bit-identical results: ranks' contributions are combined in rank order. */
+ * floating ones. PREMUL_SUM sums premul * x over the ranks (dt_op_opts.premul),
+ * each input scaled once; AVG sums and divides by the group size once, at the
+ * end. bf16 and f16 reduce in f32 and round once at the end.
+ *
+ * Determinism. Every rank receives bit-identical results, and the same inputs
+ * on the same placement of ranks on hosts give the same bits on every run.
+ * The order of combination:
+ *  - shm, tcp (and auto on one host, or with one rank per host): rank order,
+ *    ((x0 op x1) op x2) op ...;
+ *  - hier (auto when ranks span hosts and some host has several): host by
+ *    host: each host's ranks in rank order, then the hosts' partial results in
+ *    the order of each host's lowest rank. That is the rank-order result
+ *    whenever regrouping is exact: integer SUM/PRODUCT (wrapping), BAND, BOR,
+ *    BXOR, MIN and MAX (NaN and signed zeros aside), or when only the first
+ *    host has several ranks and they are ranks 0..k-1. Floating SUM, AVG,
+ *    PRODUCT and PREMUL_SUM otherwise differ from it in the last bits, and
+ *    depend on the placement (not on timing). */
 typedef enum {
     DT_RED_SUM = 0, DT_RED_AVG, DT_RED_PRODUCT, DT_RED_MIN, DT_RED_MAX,
     DT_RED_BAND, DT_RED_BOR, DT_RED_BXOR, DT_RED_PREMUL_SUM, DT_RED_COUNT
@@ -67,9 +81,12 @@ typedef struct {
 
 /* Join the default group of world_size processes.
  * backend: "shm" (every rank on this host), "tcp" (ranks anywhere, a mesh
- * of TCP connections; docs/tcp.md), "auto" (shm when all ranks share this
- * host, else tcp), or NULL
- * (= "auto"). init_method:
+ * of TCP connections; docs/tcp.md), "hier" (shm inside each host, tcp between
+ * one leader per host, flat tcp for the ops without a hierarchical algorithm;
+ * docs/tcp.md), "auto" (shm when all ranks share this host, tcp when each
+ * rank has a host of its own, else hier), or NULL (= "auto"). Subgroups use
+ * their parent's backend (a hier subgroup on one host runs shm, with one rank
+ * per host tcp). init_method:
  *   "env://"           MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE (RANK and
  *                      WORLD_SIZE fall back to OMPI_COMM_WORLD_RANK/SIZE,
  *                      PMI_RANK/PMI_SIZE, SLURM_PROCID/SLURM_NTASKS)
@@ -101,7 +118,11 @@ int dt_pg_size(const dt_pg *pg);            /* -1 for a non-member */
 int dt_pg_local_rank(const dt_pg *pg);      /* among the world's ranks on this host */
 int dt_pg_local_size(const dt_pg *pg);
 bool dt_pg_is_member(const dt_pg *pg);
-const char *dt_pg_backend(const dt_pg *pg); /* "shm"; "none" for a non-member. Borrowed */
+const char *dt_pg_backend(const dt_pg *pg); /* "shm", "tcp", "hier"; "none" for a non-member. Borrowed */
+/* What the backend is made of, e.g. "hier: 2 hosts (ranks per host: 2 2), shm
+ * within a host, tcp among leaders, flat tcp for the other ops"; the name for
+ * a plain backend. Borrowed, valid while the group lives. */
+const char *dt_pg_backend_desc(const dt_pg *pg);
 const char *dt_pg_name(const dt_pg *pg);    /* borrowed */
 /* Group rank -> world rank (DT_ERANGE when out of range). */
 int dt_pg_world_rank(const dt_pg *pg, int group_rank);

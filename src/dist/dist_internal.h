@@ -95,6 +95,10 @@ int dt__pg_exec_init(dt_pg *pg);
  * through the store before it runs; DT_EMISMATCH naming who differs. */
 int dt__detail_check(dt_pg *pg, const dt__coll *c);
 
+/* init.c: this process's host identity (host name, boot id, pid namespace):
+ * processes with equal ones share memory. */
+void dt__host_id(char *buf, size_t cap);
+
 /* pg.c: make a group's members' backend (or a non-member handle). */
 dt_pg *dt__pg_new(const char *backend, dt_store *base, const char *key, const char *name, const int *world_ranks,
                   int nranks, int world_rank, int64_t timeout_ms, int local_rank, int local_size);

@@ -4,7 +4,8 @@
  * file:///path, or the caller's), which ranks share this host (each rank
  * publishes a host identity: host name, boot id and pid namespace, so ranks
  * in different containers count as different hosts), and the backend that
- * fits ("auto": shm on one host, tcp across hosts). The group itself is made by pg.c. */
+ * fits ("auto": shm on one host, tcp when each rank has its own host, else
+ * hier: shm inside hosts, tcp between them). The group itself is made by pg.c. */
 #define _GNU_SOURCE
 #include "dist/dist_internal.h"
 
@@ -125,8 +126,7 @@ static dt_store *make_store(const char *init_method, int rank, int size, int64_t
     return NULL;
 }
 
-/* This process's host identity: ranks with equal ones share memory. */
-static void host_id(char *buf, size_t cap)
+void dt__host_id(char *buf, size_t cap)
 {
     char name[256] = "?", boot[64] = "?", ns[64] = "?";
     gethostname(name, sizeof name - 1);
@@ -142,24 +142,42 @@ static void host_id(char *buf, size_t cap)
 }
 
 /* Publish our host identity and read everyone's: local rank and size
- * (counted among equal identities), and whether all ranks share this host. */
-static int exchange_hosts(dt_store *store, int rank, int size, int *lrank, int *lsize, bool *one_host, int *other)
+ * (counted among equal identities), whether all ranks share this host, and
+ * whether some host has more than one rank (*shared). */
+static int exchange_hosts(dt_store *store, int rank, int size, int *lrank, int *lsize, bool *one_host, int *other,
+                          bool *shared)
 {
     char me[400], key[64];
-    host_id(me, sizeof me);
+    dt__host_id(me, sizeof me);
     snprintf(key, sizeof key, "init/host/%d", rank);
     DT_CHECK(dt_store_set(store, key, me, strlen(me)));
     *lrank = 0;
     *lsize = 0;
     *one_host = true;
+    *shared = false;
+    char **ids = dt_calloc((size_t)size, sizeof *ids, DT_MEM_COMM);
+    if (!ids) return DT_ENOMEM;
+    int rc = 0;
     for (int r = 0; r < size; r++) {
         void *v = NULL;
         size_t len = 0;
         snprintf(key, sizeof key, "init/host/%d", r);
-        int rc = dt_store_get(store, key, &v, &len);
-        if (rc < 0) return dt_error_wrap(rc, "rank %d did not join the rendezvous", r);
+        rc = dt_store_get(store, key, &v, &len);
+        if (rc < 0) {
+            dt_error_wrap(rc, "rank %d did not join the rendezvous", r);
+            break;
+        }
         bool same = len == strlen(me) && memcmp(v, me, len) == 0;
+        ids[r] = dt_alloc(len + 1, DT_MEM_COMM);
+        if (!ids[r]) {
+            dt_free(v);
+            rc = DT_ENOMEM;
+            break;
+        }
+        memcpy(ids[r], v, len);
+        ids[r][len] = '\0';
         dt_free(v);
+        for (int q = 0; q < r && !*shared; q++) *shared = strcmp(ids[q], ids[r]) == 0;
         if (same) {
             if (r < rank) (*lrank)++;
             (*lsize)++;
@@ -168,7 +186,9 @@ static int exchange_hosts(dt_store *store, int rank, int size, int *lrank, int *
             *other = r;
         }
     }
-    return 0;
+    for (int r = 0; r < size; r++) dt_free(ids[r]);
+    dt_free(ids);
+    return rc;
 }
 
 dt_pg *dt_init_process_group(const char *backend, const char *init_method, const dt_pg_opts *opts)
@@ -195,8 +215,9 @@ dt_pg *dt_init_process_group(const char *backend, const char *init_method, const
         timeout = s * 1000;
     }
     if (!backend) backend = "auto";
-    if (strcmp(backend, "auto") != 0 && strcmp(backend, "shm") != 0 && strcmp(backend, "tcp") != 0) {
-        dt_set_error(DT_EINVAL, "init_process_group: unknown backend '%s' (auto, shm, tcp)", backend);
+    if (strcmp(backend, "auto") != 0 && strcmp(backend, "shm") != 0 && strcmp(backend, "tcp") != 0 &&
+        strcmp(backend, "hier") != 0) {
+        dt_set_error(DT_EINVAL, "init_process_group: unknown backend '%s' (auto, shm, tcp, hier)", backend);
         return NULL;
     }
     dt_log_set_rank(rank);
@@ -206,9 +227,9 @@ dt_pg *dt_init_process_group(const char *backend, const char *init_method, const
         return NULL;
     }
     int lrank = 0, lsize = 1, other = -1;
-    bool one_host = true;
+    bool one_host = true, shared = false;
     pthread_mutex_lock(&dt__store_mu);
-    rc = exchange_hosts(store, rank, size, &lrank, &lsize, &one_host, &other);
+    rc = exchange_hosts(store, rank, size, &lrank, &lsize, &one_host, &other, &shared);
     pthread_mutex_unlock(&dt__store_mu);
     if (rc < 0) {
         dt_error_wrap(rc, "init_process_group(rank %d of %d)", rank, size);
@@ -219,8 +240,9 @@ dt_pg *dt_init_process_group(const char *backend, const char *init_method, const
     if (env_int(LRANK_VARS, &v, NULL) > 0) lrank = v;
     if (env_int(LSIZE_VARS, &v, NULL) > 0) lsize = v;
     dt_pg *pg = NULL;
-    /* auto: shm when every rank shares this host, else tcp for the whole group. */
-    const char *chosen = strcmp(backend, "auto") == 0 ? (one_host ? "shm" : "tcp") : backend;
+    /* auto: shm when every rank shares this host, tcp when every rank has a
+     * host of its own, else hier (shm within each host, tcp between them). */
+    const char *chosen = strcmp(backend, "auto") != 0 ? backend : one_host ? "shm" : shared ? "hier" : "tcp";
     if (!one_host && strcmp(chosen, "shm") == 0) {
         dt_set_error(DT_EUNSUPPORTED, "init_process_group(shm): rank %d is on another host than rank %d; shm needs one "
                      "host (use tcp or auto)", other, rank);

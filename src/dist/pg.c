@@ -111,6 +111,11 @@ int dt_pg_local_rank(const dt_pg *pg) { return pg ? pg->local_rank : -1; }
 int dt_pg_local_size(const dt_pg *pg) { return pg ? pg->local_size : -1; }
 bool dt_pg_is_member(const dt_pg *pg) { return pg && pg->member; }
 const char *dt_pg_backend(const dt_pg *pg) { return pg && pg->ops ? pg->ops->name : "none"; }
+const char *dt_pg_backend_desc(const dt_pg *pg)
+{
+    if (!pg || !pg->ops) return "none";
+    return pg->ops->describe ? pg->ops->describe(pg->be) : pg->ops->name;
+}
 const char *dt_pg_name(const dt_pg *pg) { return pg ? pg->name : "?"; }
 dt_store *dt_pg_store(const dt_pg *pg) { return pg ? pg->store : NULL; }
 

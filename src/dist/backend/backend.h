@@ -23,7 +23,8 @@
  *  - a cheap always-on check of op, dtype, count and root between ranks where
  *    the transport allows it, failing with DT_EMISMATCH;
  *  - every rank gets bit-identical results: contributions combine in rank order
- *    (dt__reduce_n in src/dist/reduce.h does the arithmetic).
+ *    (dt__reduce_n in src/dist/reduce.h does the arithmetic); hier, which only
+ *    composes other backends, combines host by host (dist.h says the order).
  * After an op failed with anything but DT_EINVAL the group layer calls no
  * further op except abort() and destroy().
  *
@@ -32,7 +33,9 @@
  *   allreduce.c   allreduce, reduce, reduce_scatter
  *   gather.c      broadcast, allgather, gather, scatter, alltoall, barrier
  *   p2p.c         send/recv batches
- * plus the transport's own (shm: segment.c, wait.c, heap.c; tcp: conn.c, xfer.c, fail.c). */
+ * plus the transport's own (shm: segment.c, wait.c, heap.c; tcp: conn.c, xfer.c, fail.c).
+ * hier (backend "auto" across hosts) has no transport: it composes shm and tcp
+ * instances through this interface (hier/hier.h). */
 #ifndef DTRAIN_DIST_BACKEND_H
 #define DTRAIN_DIST_BACKEND_H
 
@@ -124,6 +127,9 @@ typedef struct dt__backend_ops {
     /* Shared communication buffers; NULL alloc = none (dt_pg_alloc fails). */
     void *(*alloc)(void *state, size_t bytes);
     void (*free)(void *state, void *p);
+    /* What the instance is made of, for dt_pg_backend_desc (borrowed); NULL:
+     * the name says it all. */
+    const char *(*describe)(void *state);
 } dt__backend_ops;
 
 /* Backends by name; NULL when unknown. */
@@ -131,5 +137,6 @@ const dt__backend_ops *dt__backend_find(const char *name);
 
 extern const dt__backend_ops dt__backend_shm;
 extern const dt__backend_ops dt__backend_tcp;
+extern const dt__backend_ops dt__backend_hier;
 
 #endif /* DTRAIN_DIST_BACKEND_H */

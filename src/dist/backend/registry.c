@@ -5,7 +5,7 @@
 
 const dt__backend_ops *dt__backend_find(const char *name)
 {
-    static const dt__backend_ops *const all[] = {&dt__backend_shm, &dt__backend_tcp};
+    static const dt__backend_ops *const all[] = {&dt__backend_shm, &dt__backend_tcp, &dt__backend_hier};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(all[i]->name, name) == 0) return all[i];
     return NULL;
