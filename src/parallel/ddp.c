@@ -195,6 +195,14 @@ dt_ddp *dt__ddp_create(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_d
     d->order = dt_alloc((size_t)(n ? n : 1) * sizeof(int), DT_MEM_OTHER);
     if (!d->p || !d->buf || !d->slots || !d->order) goto fail;
     d->mod = mod;
+    /* names first: with mod they live in its cache, which dt_module_set_grad_storage drops */
+    for (int i = 0; i < n; i++)
+        if (!(d->p[i].name = dup_str(params[i].name))) goto fail;
+    for (int i = 0; i < nb; i++) {
+        if (!(d->buf[i].name = dup_str(buffers[i].name))) goto fail;
+        d->buf[i].t = dt_tensor_retain(buffers[i].t);
+        d->nb = i + 1;
+    }
     int64_t total = 0;
     const dt_named_param *mp = NULL;
     if (mod) {
@@ -244,7 +252,6 @@ dt_ddp *dt__ddp_create(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_d
     }
     for (int i = 0; i < n; i++) {
         dt__ddp_param *p = &d->p[i];
-        if (!(p->name = dup_str(params[i].name))) goto fail;
         p->param = dt_tensor_retain(params[i].t);
         p->used = true;
         if (mod) {
@@ -268,11 +275,6 @@ dt_ddp *dt__ddp_create(dt_pg *pg, const dt_ddp_tensor *params, int n, const dt_d
         if ((rc = dt_tensor_on_grad_ready(p->param, on_grad_ready, p)) < 0) goto fail;
         d->slots[i] = (dt_param_slot){.name = p->name, .data = dt_tensor_data(p->param), .grad = d->gbuf + p->off,
                                       .numel = p->numel};
-    }
-    for (int i = 0; i < nb; i++) {
-        if (!(d->buf[i].name = dup_str(buffers[i].name))) goto fail;
-        d->buf[i].t = dt_tensor_retain(buffers[i].t);
-        d->nb = i + 1;
     }
     /* rank 0's values everywhere */
     for (int i = 0; i < n + nb; i++) {

@@ -473,6 +473,43 @@ static void t_conv_relu_pool_fused(void)
         {2, 3, 6, 7, 4, 3, 1, true, true, DT_F64, false},        /* f64: the ops */
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) fused_vs_ops(&cases[c]);
+    /* the same bits at 1 and 3 compute threads (images spread over threads in the forward
+     * and dx; dw and db image by image), fused and plain conv alike */
+    int old = dt_tensor_num_threads();
+    for (int c = 0; c < 5; c++) {
+        double *got[2][4] = {{0}};
+        int64_t cnt[4] = {0};
+        for (int t = 0; t < 2; t++) {
+            DT_ASSERT_OK(dt_tensor_set_num_threads(t ? 3 : 1));
+            dt_rng saved = g_rng;
+            DT_SCOPE {
+                const fused_case *fc = &cases[c];
+                dt_tensor *x = dt_randn(&g_rng, DT_F32, DT_SHAPE(fc->N, fc->C, fc->H, fc->W));
+                dt_tensor *w = dt_randn(&g_rng, DT_F32, DT_SHAPE(fc->O, fc->C, fc->k, fc->k));
+                dt_tensor *b = dt_randn(&g_rng, DT_F32, 1, &fc->O);
+                DT_ASSERT_OK(dt_tensor_set_requires_grad(x, true));
+                DT_ASSERT_OK(dt_tensor_set_requires_grad(w, true));
+                DT_ASSERT_OK(dt_tensor_set_requires_grad(b, true));
+                dt_tensor *y = c % 2 ? dt_conv2d(x, w, b, 1, 1, fc->pad, fc->pad) : dt_conv2d_relu_max_pool2d(x, w, b, fc->pad, fc->pad);
+                DT_ASSERT_MSG(y, "%s", dt_last_error());
+                DT_ASSERT_OK(dt_backward(dt_sum(dt_mul(y, dt_randn(&g_rng, DT_F32, dt_tensor_ndim(y), dt_tensor_shape(y))), NULL, 0, false)));
+                dt_tensor *ts[4] = {y, dt_tensor_grad(x), dt_tensor_grad(w), dt_tensor_grad(b)};
+                for (int q = 0; q < 4; q++) {
+                    cnt[q] = dt_tensor_numel(ts[q]);
+                    got[t][q] = malloc((size_t)cnt[q] * sizeof(double));
+                    memcpy(got[t][q], f64_of(ts[q]), (size_t)cnt[q] * sizeof(double));
+                }
+            }
+            if (!t) g_rng = saved;
+        }
+        for (int q = 0; q < 4; q++) {
+            DT_ASSERT_MSG(memcmp(got[0][q], got[1][q], (size_t)cnt[q] * sizeof(double)) == 0,
+                          "case %d, tensor %d: 1 and 3 threads differ", c, q);
+            free(got[0][q]);
+            free(got[1][q]);
+        }
+    }
+    DT_ASSERT_OK(dt_tensor_set_num_threads(old));
     DT_SCOPE {   /* unbatched input: the ops, shapes as theirs */
         dt_tensor *y = dt_conv2d_relu_max_pool2d(dt_randn(&g_rng, DT_F32, DT_SHAPE(2, 8, 8)),
                                                  dt_randn(&g_rng, DT_F32, DT_SHAPE(3, 2, 3, 3)), NULL, 1, 1);
