@@ -8,6 +8,11 @@
 # Needs mpicc/mpirun (apt-get install -y libopenmpi-dev openmpi-bin).
 # Open MPI's figure is the mean of up to 2000 calls per size (its program's
 # own loop), dtbench's the slowest rank's median of ITERS calls.
+# BASE=other/build adds that build's dtbench (private buffers) to every round,
+# right after this one's, as the columns base_us and mpi/base: a before/after
+# in the same run. MAX=4K stops dtbench there (Open MPI's program always runs
+# to 64 MiB). NP above the cores works (mpirun --oversubscribe; dtbench then
+# binds no rank).
 set -euo pipefail
 build=${1:-build}
 np=${2:-2}
@@ -19,19 +24,24 @@ T=$(mktemp -d /tmp/dt_vs_mpi_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 command -v mpicc > /dev/null || { echo "mpicc missing: apt-get install -y libopenmpi-dev openmpi-bin" >&2; exit 2; }
 mpicc -O2 "$mpisrc" -o "$T/mpi_allreduce"
-dtb() {  # extra dtbench flags...
-    "$build/bin/dtrun" --standalone --nproc_per_node="$np" "$build/bin/dtbench" all_reduce --min-bytes 4 \
-        --max-bytes 64M --factor 4 --iters "$iters" --warmup 5 "$@" | sed 's/^\[0\]: //' | grep -v '^#' | awk '{print $1, $4}'
+base=${BASE:-}
+max=${MAX:-64M}
+dtb() {  # build, extra dtbench flags...
+    local b=$1
+    shift
+    "$b/bin/dtrun" --standalone --nproc_per_node="$np" "$b/bin/dtbench" all_reduce --min-bytes 4 \
+        --max-bytes "$max" --factor 4 --iters "$iters" --warmup 5 "$@" | sed 's/^\[0\]: //' | grep -v '^#' | awk '{print $1, $4}'
 }
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $np ranks, $rounds rounds"
 for r in $(seq "$rounds"); do
     mpirun --allow-run-as-root --oversubscribe -np "$np" "$T/mpi_allreduce" | grep -v '^#' | awk '{print $1, $2}' > "$T/mpi.$r"
-    dtb > "$T/dt.$r"
-    dtb --shared-buffers > "$T/dts.$r"
+    dtb "$build" > "$T/dt.$r"
+    if [ -n "$base" ]; then dtb "$base" > "$T/base.$r"; fi
+    dtb "$build" --shared-buffers > "$T/dts.$r"
 done
-python3 - "$T" "$rounds" "$np" <<'PY'
+python3 - "$T" "$rounds" "$np" "$base" <<'PY'
 import sys, statistics
-T, rounds, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+T, rounds, n, has_base = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] != ""
 def load(kind):
     per = {}
     for r in range(1, rounds + 1):
@@ -40,11 +50,17 @@ def load(kind):
             per.setdefault(int(b), []).append(float(t))
     return {b: statistics.median(v) for b, v in per.items()}
 mpi, dt, dts = load("mpi"), load("dt"), load("dts")
+base = load("base") if has_base else {}
 f = 2 * (n - 1) / n
 bus = lambda b, t: b / (t * 1e3) * f if t > 0 else 0
-print(f"{'bytes':>10} {'mpi_us':>10} {'dt_us':>10} {'dtsh_us':>10} {'mpi_busbw':>10} {'dt_busbw':>9} {'dtsh_busbw':>10} {'mpi/dt':>7} {'mpi/dtsh':>8}")
+print(f"{'bytes':>10} {'mpi_us':>10} {'dt_us':>10} {'dtsh_us':>10} {'mpi_busbw':>10} {'dt_busbw':>9} {'dtsh_busbw':>10} {'mpi/dt':>7} {'mpi/dtsh':>8}"
+      + (f" {'base_us':>9} {'mpi/base':>8}" if has_base else ""))
 for b in sorted(mpi):
     if b not in dt: continue
     m, d, s = mpi[b], dt[b], dts.get(b, float('nan'))
-    print(f"{b:>10} {m:>10.2f} {d:>10.2f} {s:>10.2f} {bus(b, m):>10.3f} {bus(b, d):>9.3f} {bus(b, s):>10.3f} {m / d:>7.2f} {m / s:>8.2f}")
+    line = f"{b:>10} {m:>10.2f} {d:>10.2f} {s:>10.2f} {bus(b, m):>10.3f} {bus(b, d):>9.3f} {bus(b, s):>10.3f} {m / d:>7.2f} {m / s:>8.2f}"
+    if has_base:
+        o = base.get(b, float('nan'))
+        line += f" {o:>9.2f} {m / o:>8.2f}"
+    print(line)
 PY

@@ -4,9 +4,20 @@
  * Execution. A group runs its operations one at a time, in issue order. An
  * asynchronous op is queued for the group's communication thread (started at
  * the first one). A synchronous op runs on the calling thread when the queue
- * is empty and nothing runs (`busy`), which keeps small-message latency free
- * of thread hand-offs; otherwise it queues too and waits. Collective sequence
+ * is empty and nothing runs, which keeps small-message latency free of
+ * thread hand-offs; otherwise it queues too and waits. Collective sequence
  * numbers are taken when an op is issued, so they follow issue order.
+ *
+ * The gate. One atomic word says who may use the backend and numbers the
+ * collectives: bit 0 (DT__GATE_INLINE) is held by a synchronous op running
+ * on its caller's thread, bits 1-23 count the works queued or running on the
+ * communication thread, bits 24-63 are the last collective sequence number
+ * taken (it wraps after 2^40). A synchronous op runs inline only by one
+ * compare-and-swap from "nothing inline, nothing queued" that also takes its
+ * sequence number: no lock, no allocation. Queueing takes pg->mu and adds a
+ * work and (collectives) a sequence number in one fetch-and-add, so queue
+ * order is sequence order; the thread starts a work only while no op runs
+ * inline (the inline op, ending, wakes it if works were queued meanwhile).
  *
  * Point to point. The communication thread runs a p2p work together with
  * every p2p work queued behind it, including those issued while it runs (the
@@ -57,12 +68,12 @@ struct dt_pg {
     int64_t timeout_ms;
     bool detail;                    /* DTRAIN_DEBUG=DETAIL */
     int children;                   /* subgroups made from this one (key numbering) */
-    uint64_t seq;                   /* collectives issued */
     /* executor (work.c) */
-    pthread_mutex_t mu;
+    _Atomic uint64_t gate;          /* inline bit, works queued or running, last sequence number */
+    pthread_mutex_t mu;             /* guards the queue, stop, the thread's start */
     pthread_cond_t cv;              /* the thread waits here for work or stop */
     dt_work *head, *tail;
-    bool busy, stop, thread_started;
+    bool stop, thread_started;
     pthread_t thread;
     _Atomic int p2p_kick;           /* set when a p2p work is queued: the running p2p set absorbs it */
     /* failure: failed != 0 once an op failed fatally; fail_msg says why */
@@ -81,6 +92,9 @@ void dt__work_init(dt_work *w, dt_pg *pg, const dt_op_opts *o);
 /* Runs w (synchronously when out is NULL, else queued with *out the handle).
  * w's lists may point to the caller's stack: they are copied when queued. */
 int dt__pg_submit(dt_pg *pg, dt_work *w, dt_work **out);
+/* Take the next collective sequence number without running anything (every
+ * rank must, in the same order). */
+uint64_t dt__pg_take_seq(dt_pg *pg);
 /* 0 when pg takes ops; DT_EINVAL, DT_ENOTMEMBER or DT_ESTATE with a message. */
 int dt__pg_usable(const dt_pg *pg, const char *what);
 /* Make msg (a stored dt_last_error() of code) this thread's error again, as it was. */

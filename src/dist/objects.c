@@ -111,9 +111,7 @@ int dt_pg_monitored_barrier(dt_pg *pg, int64_t timeout_ms, bool wait_all_ranks)
 {
     DT_CHECK(dt__pg_usable(pg, "monitored_barrier"));
     if (timeout_ms < 0) timeout_ms = pg->timeout_ms;
-    pthread_mutex_lock(&pg->mu);
-    uint64_t seq = ++pg->seq;
-    pthread_mutex_unlock(&pg->mu);
+    uint64_t seq = dt__pg_take_seq(pg);
     if (pg->size == 1) return 0;
     pthread_mutex_lock(&dt__store_mu);
     int rc = monitored_locked(pg, seq, timeout_ms, wait_all_ranks);

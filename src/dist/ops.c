@@ -45,7 +45,8 @@ static int prep(dt_pg *pg, const char *what, dt_dtype dtype)
 
 static int check_buf(const void *p, size_t count, dt_dtype dtype, const char *what, const char *name)
 {
-    if (count > SIZE_MAX / 8 / dt_dtype_size(dtype)) return dt_set_error(DT_EINVAL, "%s: count %zu too large", what, count);
+    size_t bytes;
+    if (__builtin_mul_overflow(count, dt_dtype_size(dtype), &bytes) || bytes > SIZE_MAX / 8) return dt_set_error(DT_EINVAL, "%s: count %zu too large", what, count);
     if (count && !p) return dt_set_error(DT_EINVAL, "%s: %s is NULL with count %zu", what, name, count);
     return 0;
 }

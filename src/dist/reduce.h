@@ -17,4 +17,7 @@ int dt__redop_check(dt_dtype dtype, dt_redop op);
 void dt__reduce_n(void *out, const void *const *in, int nin, size_t count, dt_dtype dtype,
                   dt_redop op, double premul);
 
+/* The plain loop the vectorised f32 sum is compared with in the tests. */
+void dt__reduce_sum_f32_ref(float *out, const void *const *in, int nin, size_t count);
+
 #endif /* DTRAIN_DIST_REDUCE_H */

@@ -10,6 +10,15 @@
 
 pthread_mutex_t dt__store_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* The gate word (dist_internal.h). */
+#define DT__GATE_INLINE 1ull
+#define DT__GATE_WORK 2ull                 /* one work queued or running */
+#define DT__GATE_WORKS 0xfffffeull
+#define DT__GATE_SEQ_SHIFT 24
+#define DT__GATE_SEQ (1ull << DT__GATE_SEQ_SHIFT)
+
+static uint64_t gate_seq(uint64_t g) { return g >> DT__GATE_SEQ_SHIFT; }
+
 static void cond_init_mono(pthread_cond_t *cv)
 {
     pthread_condattr_t a;
@@ -19,9 +28,12 @@ static void cond_init_mono(pthread_cond_t *cv)
     pthread_condattr_destroy(&a);
 }
 
+/* Not its lock, condition, refs or message buffer: only a queued copy
+ * (clone_work) has those. */
 void dt__work_init(dt_work *w, dt_pg *pg, const dt_op_opts *o)
 {
-    memset(w, 0, offsetof(dt_work, c));
+    w->rc = 0;
+    w->is_p2p = false;
     memset(&w->c, 0, sizeof w->c);
     w->p2p = NULL;
     w->np2p = 0;
@@ -98,10 +110,11 @@ static int execute_p2p(dt_pg *pg, dt_work *w)
 /* Run one op on this thread: the DETAIL check, the backend, the wrapping. */
 static int execute(dt_pg *pg, dt_work *w)
 {
-    int rc = dt__pg_usable(pg, work_name(w));
-    if (rc < 0) return rc;
+    int rc = 0;
+    if (atomic_load_explicit(&pg->failed, memory_order_acquire)) return dt__pg_usable(pg, work_name(w));
     if (w->is_p2p) return execute_p2p(pg, w);
-    w->c.deadline_ns = dt_deadline_ns(w->timeout_ms);
+    w->c.timeout_ms = w->timeout_ms;
+    w->c.deadline_ns = pg->ops->lazy_deadline && !pg->detail ? DT__DEADLINE_LAZY : dt_deadline_ns(w->timeout_ms);
     if (pg->detail) rc = dt__detail_check(pg, &w->c);
     if (rc == 0) rc = pg->ops->coll[w->c.kind](pg->be, &w->c);
     if (rc == 0) return 0;
@@ -157,6 +170,7 @@ static void run_p2p_set(dt_pg *pg, dt_work *first)
                 if (!ns) {
                     pthread_mutex_unlock(&pg->mu);
                     dt_set_error(DT_ENOMEM, "send/recv: %d works in flight", nset + 1);
+                    atomic_fetch_sub(&pg->gate, DT__GATE_WORK);
                     complete(w, DT_ENOMEM);
                     work_release(w);
                     pthread_mutex_lock(&pg->mu);
@@ -195,6 +209,7 @@ static void run_p2p_set(dt_pg *pg, dt_work *first)
                 for (int i = 0; i < w->np2p; i++) done &= w->p2p[i].complete;
             }
             if (done) {
+                atomic_fetch_sub(&pg->gate, DT__GATE_WORK);
                 complete(w, rc < 0 ? rc : 0);
                 work_release(w);
             } else {
@@ -215,23 +230,26 @@ static void *comm_main(void *arg)
     dt_pg *pg = arg;
     pthread_mutex_lock(&pg->mu);
     for (;;) {
-        while (!(pg->head && !pg->busy) && !pg->stop) pthread_cond_wait(&pg->cv, &pg->mu);
-        if (!(pg->head && !pg->busy)) break; /* stop, and nothing left */
+        /* stop waits for the queue; a queued work waits for an inline op to end */
+        while (!pg->head && !pg->stop) pthread_cond_wait(&pg->cv, &pg->mu);
+        if (!pg->head) break;
+        if (atomic_load(&pg->gate) & DT__GATE_INLINE) {
+            pthread_cond_wait(&pg->cv, &pg->mu);
+            continue;
+        }
         dt_work *w = pg->head;
         pg->head = w->next;
         if (!pg->head) pg->tail = NULL;
-        pg->busy = true;
         if (w->is_p2p) {
             run_p2p_set(pg, w);
         } else {
             pthread_mutex_unlock(&pg->mu);
             int rc = execute(pg, w);
+            atomic_fetch_sub(&pg->gate, DT__GATE_WORK); /* the backend is free: before the waiter wakes */
             complete(w, rc);
             work_release(w);
             pthread_mutex_lock(&pg->mu);
         }
-        pg->busy = false;
-        pthread_cond_broadcast(&pg->cv);
     }
     pthread_mutex_unlock(&pg->mu);
     return NULL;
@@ -298,30 +316,46 @@ static dt_work *clone_work(const dt_work *w, int n)
     return q;
 }
 
+uint64_t dt__pg_take_seq(dt_pg *pg) { return gate_seq(atomic_fetch_add(&pg->gate, DT__GATE_SEQ) + DT__GATE_SEQ); }
+
+/* Whether this thread may run an op inline now (the gate was idle); takes
+ * the inline bit and, for a collective, the sequence number into *seq. */
+static bool inline_begin(dt_pg *pg, bool coll, uint64_t *seq)
+{
+    uint64_t g = atomic_load_explicit(&pg->gate, memory_order_relaxed);
+    for (;;) {
+        if (g & (DT__GATE_INLINE | DT__GATE_WORKS)) return false;
+        uint64_t ng = g + DT__GATE_INLINE + (coll ? DT__GATE_SEQ : 0);
+        if (atomic_compare_exchange_weak_explicit(&pg->gate, &g, ng, memory_order_acq_rel, memory_order_relaxed)) {
+            *seq = gate_seq(ng);
+            return true;
+        }
+    }
+}
+
+static void inline_end(dt_pg *pg)
+{
+    if (!(atomic_fetch_sub_explicit(&pg->gate, DT__GATE_INLINE, memory_order_acq_rel) & DT__GATE_WORKS)) return;
+    pthread_mutex_lock(&pg->mu); /* works were queued meanwhile: the thread waits for us */
+    pthread_cond_broadcast(&pg->cv);
+    pthread_mutex_unlock(&pg->mu);
+}
+
 int dt__pg_submit(dt_pg *pg, dt_work *w, dt_work **out)
 {
     if (out) *out = NULL;
-    pthread_mutex_lock(&pg->mu);
-    if (!w->is_p2p) w->c.seq = ++pg->seq;
-    if (!out && !pg->head && !pg->busy) {
-        pg->busy = true;
-        pthread_mutex_unlock(&pg->mu);
+    uint64_t seq;
+    if (!out && inline_begin(pg, !w->is_p2p, &seq)) {
+        if (!w->is_p2p) w->c.seq = seq;
         int rc = execute(pg, w);
-        pthread_mutex_lock(&pg->mu);
-        pg->busy = false;
-        if (pg->head) pthread_cond_broadcast(&pg->cv);
-        pthread_mutex_unlock(&pg->mu);
+        inline_end(pg);
         return rc;
     }
     dt_work *q = clone_work(w, pg->size);
-    if (!q) {
-        if (!w->is_p2p) pg->seq--;
-        pthread_mutex_unlock(&pg->mu);
-        return dt_error_wrap(DT_ENOMEM, "queueing %s on group '%s'", work_name(w), pg->name);
-    }
+    if (!q) return dt_error_wrap(DT_ENOMEM, "queueing %s on group '%s'", work_name(w), pg->name);
+    pthread_mutex_lock(&pg->mu);
     if (!pg->thread_started) {
         if (pthread_create(&pg->thread, NULL, comm_main, pg) != 0) {
-            if (!w->is_p2p) pg->seq--;
             pthread_mutex_unlock(&pg->mu);
             atomic_store(&q->refs, 1);
             work_release(q);
@@ -329,6 +363,8 @@ int dt__pg_submit(dt_pg *pg, dt_work *w, dt_work **out)
         }
         pg->thread_started = true;
     }
+    uint64_t g = atomic_fetch_add(&pg->gate, DT__GATE_WORK + (w->is_p2p ? 0 : DT__GATE_SEQ));
+    if (!w->is_p2p) q->c.seq = gate_seq(g + DT__GATE_SEQ);
     if (pg->tail) pg->tail->next = q;
     else pg->head = q;
     pg->tail = q;

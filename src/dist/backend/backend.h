@@ -13,8 +13,10 @@
  *  - called by one thread at a time per backend instance, in the same order on
  *    every rank; it returns when this rank's part is done (its recv buffers
  *    hold the result, its send buffers may be reused);
- *  - it gives up at c->deadline_ns (a dt_now_ns() value; INT64_MAX = never)
- *    with DT_ETIMEOUT, when a peer dies with DT_EPEER, and when abort() was
+ *  - it gives up at c->deadline_ns (a dt_now_ns() value; INT64_MAX = never;
+ *    DT__DEADLINE_LAZY, only for a backend that sets lazy_deadline: c->timeout_ms
+ *    from the moment it first reads the clock, so an op that never waits long
+ *    never reads it) with DT_ETIMEOUT, when a peer dies with DT_EPEER, and when abort() was
  *    called (here or on any peer) with DT_EABORTED; the message (dt_set_error)
  *    says why and lists the group ranks that did not take part ("rank 2
  *    (pid 4242) exited"). A backend should make a failure seen by one rank
@@ -77,8 +79,11 @@ typedef struct {
     const size_t *send_counts;
     void *const *recvv;
     const size_t *recv_counts;
-    int64_t deadline_ns;
+    int64_t deadline_ns;     /* or DT__DEADLINE_LAZY (see the contract above) */
+    int64_t timeout_ms;      /* the op's timeout (< 0: none) */
 } dt__coll;
+
+#define DT__DEADLINE_LAZY INT64_MIN
 
 /* One message of a point-to-point batch. Its progress lives here (zero
  * before the first p2p() call), so the group layer can add messages to the
@@ -105,6 +110,8 @@ typedef struct {
 
 typedef struct dt__backend_ops {
     const char *name;
+    /* coll() accepts c->deadline_ns == DT__DEADLINE_LAZY. */
+    bool lazy_deadline;
     /* Collective over the group's ranks: every member calls it. *state owned
      * by the backend until destroy(). */
     int (*create)(const dt__backend_init *init, void **state);

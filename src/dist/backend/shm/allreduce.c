@@ -1,9 +1,10 @@
 /* shm all_reduce, reduce and reduce_scatter.
  *
- * Small messages (up to DT__SHM_SMALL): one round. Every rank copies its
- * input into its slot, publishes, waits for all, and reduces all n slots (in
- * rank order) into its output itself: one synchronisation, n-fold redundant
- * but tiny arithmetic.
+ * Small messages (up to DT__SHM_SMALL): one one-publish round (shm.h). Every
+ * rank copies its input into its slot (into the slot header's line up to
+ * DT__SHM_INLINE bytes), publishes once, waits for every peer's flag, and
+ * reduces in rank order its own input and the peers' slots into its output
+ * itself: one synchronisation, n-fold redundant but tiny arithmetic.
  *
  * Large messages start with a header round (fingerprint check, and where each
  * rank's buffers are). If every rank's buffers live in its shm heap
@@ -38,17 +39,22 @@ static int small_allreduce(dt__shm *st, const dt__coll *c, size_t bytes, bool ou
 {
     int p;
     DT_CHECK(dt__shm_round_begin(st, c, &p));
+    dt__shm_slot_hdr *mine = dt__shm_slot_hdr_at(st, p, st->rank);
     dt__shm_post_hdr(st, p, c, c->count, -1, -1);
-    if (bytes) memcpy(dt__shm_slot(st, p, st->rank), c->send, bytes);
-    dt__shm_publish(st);
-    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    bool inl = bytes <= DT__SHM_INLINE;
+    if (bytes) memcpy(inl ? (void *)mine->inl : (void *)(mine + 1), c->send, bytes); /* over the offsets: unused here */
+    dt__shm_publish_slot(st, p);
+    DT_CHECK(dt__shm_wait_posted(st, p, st->step, c->deadline_ns));
     DT_CHECK(dt__shm_check_hdrs(st, p, c));
     if (out_here && bytes) {
         const void *ins[DT__SHM_MAX_RANKS];
-        for (int j = 0; j < st->size; j++) ins[j] = dt__shm_slot(st, p, j);
+        for (int j = 0; j < st->size; j++) {
+            dt__shm_slot_hdr *h = dt__shm_slot_hdr_at(st, p, j);
+            ins[j] = j == st->rank ? c->send : inl ? (const void *)h->inl : (const void *)(h + 1);
+        }
         dt__reduce_n(c->recv, ins, st->size, c->count, c->dtype, c->redop, c->premul);
     }
-    dt__shm_round_end(st, p);
+    dt__shm_round1_end(st, p);
     return 0;
 }
 

@@ -3,7 +3,8 @@
  *
  * Each starts with a round whose slot header carries the op's fingerprint
  * (checked against every rank's) and, for the data that fits in one slot,
- * the data itself, so a small broadcast or all_gather is one round.
+ * the data itself, so a small broadcast or all_gather is one round, and
+ * when nothing follows in it, a one-publish round (shm.h), as is barrier.
  * broadcast: root's buffer goes through its slot chunk by chunk (receivers
  * wait for root only), or, when root's buffer is in its shm heap, receivers
  * copy straight from it and root waits until all have.
@@ -35,8 +36,8 @@ int dt__shm_broadcast(void *state, const dt__coll *c)
     int64_t off = me == root && bytes > DT__SHM_SMALL ? dt__shm_heap_off(st, buf, bytes) : -1;
     dt__shm_post_hdr(st, p, c, c->count, off, -1);
     if (me == root && off < 0 && bytes && bytes <= DT__SHM_SLOT) memcpy(dt__shm_slot(st, p, me), buf, bytes);
-    dt__shm_publish(st);
-    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    dt__shm_publish_slot(st, p);
+    DT_CHECK(dt__shm_wait_posted(st, p, st->step, c->deadline_ns));
     DT_CHECK(dt__shm_check_hdrs(st, p, c));
     int64_t roff = dt__shm_slot_hdr_at(st, p, root)->send_off;
     if (roff >= 0) {
@@ -48,7 +49,7 @@ int dt__shm_broadcast(void *state, const dt__coll *c)
     }
     if (bytes <= DT__SHM_SLOT) {
         if (me != root && bytes) memcpy(buf, dt__shm_slot(st, p, root), bytes);
-        dt__shm_round_end(st, p);
+        dt__shm_round1_end(st, p);
         return 0;
     }
     dt__shm_round_end(st, p);
@@ -78,14 +79,14 @@ int dt__shm_allgather(void *state, const dt__coll *c)
     DT_CHECK(dt__shm_round_begin(st, c, &p));
     dt__shm_post_hdr(st, p, c, dt__shm_counts_fp(c->recv_counts, n), fits ? -1 : dt__shm_heap_off(st, c->send, mine), -1);
     if (fits && mine) memcpy(dt__shm_slot(st, p, me), c->send, mine);
-    dt__shm_publish(st);
-    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    dt__shm_publish_slot(st, p);
+    DT_CHECK(dt__shm_wait_posted(st, p, st->step, c->deadline_ns));
     DT_CHECK(dt__shm_check_hdrs(st, p, c));
     if (fits) {
         if (out_here)
             for (int j = 0; j < n; j++)
                 if (c->recv_counts[j]) memcpy(c->recvv[j], dt__shm_slot(st, p, j), c->recv_counts[j] * esz);
-        dt__shm_round_end(st, p);
+        dt__shm_round1_end(st, p);
         return 0;
     }
     bool direct = true;
@@ -130,8 +131,8 @@ static int header_round(dt__shm *st, const dt__coll *c, uint64_t fp, const size_
         uint64_t *out = (uint64_t *)dt__shm_slot(st, *p, st->rank);
         for (int i = 0; i < st->size; i++) out[i] = counts[i];
     }
-    dt__shm_publish(st);
-    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    dt__shm_publish_slot(st, *p);
+    DT_CHECK(dt__shm_wait_posted(st, *p, st->step, c->deadline_ns));
     return dt__shm_check_hdrs(st, *p, c);
 }
 
@@ -207,6 +208,6 @@ int dt__shm_barrier(void *state, const dt__coll *c)
     DT_CHECK(dt__shm_enter(st, c));
     int p;
     DT_CHECK(header_round(st, c, 0, NULL, &p));
-    dt__shm_round_end(st, p);
+    dt__shm_round1_end(st, p);
     return 0;
 }

@@ -122,7 +122,6 @@ static bool recv_step(dt__shm *st, dt__p2p *op, int i, int *owner, uint64_t *bar
 int dt__shm_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick)
 {
     dt__shm *st = state;
-    st->op = "send/recv";
     DT_CHECK(dt__shm_check(st));
     int recv_owner[DT__SHM_MAX_RANKS], send_owner[DT__SHM_MAX_RANKS], rc = 0;
     uint64_t peers = 0, others = (~0ull >> (64 - st->size)) & ~(1ull << st->rank);

@@ -17,14 +17,13 @@ static int shm_create(const dt__backend_init *init, void **state)
     st->rank = init->rank;
     st->size = init->size;
     snprintf(st->group, sizeof st->group, "%s", init->group_name);
-    st->op = "init";
     /* Waiting (wait.c): a short pure spin while every rank has a core, then
      * a spin that yields the core between polls for up to 1 ms (a peer that
      * shares our core, because ranks outnumber cores or other work runs
      * there, gets it at once), then futex sleeps. A long pure spin measured
      * badly: a rank sharing its core with the peer it waits for holds the
      * core for the whole spin (each small all_reduce took spin + 3 us). */
-    st->spin_ns = init->size <= dt_num_cpus() ? 1000 : 0;
+    st->spin_iters = init->size <= dt_num_cpus() ? dt__shm_pauses_per_us() : 0;
     st->yield_ns = 1000000;
     st->polls = 20;
     int rc = dt__shm_segment_create(st, init);
@@ -143,6 +142,7 @@ int dt__shm_check_hdrs(dt__shm *st, int p, const dt__coll *c)
 
 const dt__backend_ops dt__backend_shm = {
     .name = "shm",
+    .lazy_deadline = true,
     .create = shm_create,
     .destroy = shm_destroy,
     .abort = shm_abort,

@@ -20,8 +20,19 @@
  * (guard[p]), so nobody overwrites a slot a peer is still reading; in the
  * all-to-all patterns that wait is already satisfied and costs n loads.
  *
- * Invariants: st->step is this rank's last published step; guard[p] is the
- * step that ended the last round of parity p (equal on every rank). */
+ * One-publish rounds (small all_reduce): a rank writes its slot (header,
+ * data, inline in the header up to DT__SHM_INLINE bytes), stores the step it
+ * is about to publish in the header's `flag` and publishes once; readers spin
+ * on the peers' flags (the line they read next anyway), and nobody publishes
+ * an end: a peer has finished reading our slot of that round once it
+ * publishes its next step, so guard[p] becomes step + 1. Ranks still publish
+ * the same number of times, so steps keep meaning the same point everywhere.
+ *
+ * Invariants: st->step is this rank's last published step; guard[p] is a step
+ * by which every rank has finished reading the slots of the last round of
+ * parity p (equal on every rank); every other rank has published at least
+ * st->seen (what this rank last saw, so waits already known satisfied cost
+ * no load of a peer's line). */
 #ifndef DTRAIN_DIST_SHM_H
 #define DTRAIN_DIST_SHM_H
 
@@ -37,6 +48,7 @@
 #define DT__SHM_SMALL (32u << 10)         /* up to here: one round, no heap fast path */
 #define DT__SHM_CHAN (128u << 10)         /* p2p chunk */
 #define DT__SHM_LINE 64
+#define DT__SHM_INLINE 32                 /* payload bytes inside a slot header */
 
 typedef struct {
     _Alignas(DT__SHM_LINE) _Atomic uint32_t step; /* rounds published (futex word) */
@@ -48,13 +60,21 @@ typedef struct {
     char pad1[DT__SHM_LINE - 8];
 } dt__shm_ctrl;
 
-/* Written by a slot's owner before it publishes the round. */
+/* Written by a slot's owner before it publishes the round: one cache line. */
 typedef struct {
-    _Alignas(DT__SHM_LINE) uint64_t seq;
-    uint32_t kind, dtype, redop, root;
+    _Alignas(DT__SHM_LINE) _Atomic uint32_t flag; /* step of the last one-publish round posted here */
+    uint8_t kind, dtype, redop, pad;
+    uint32_t root, pad2;
+    uint64_t seq;
     uint64_t count;                       /* count, or a fingerprint of the count lists */
-    int64_t send_off, recv_off;           /* segment offsets of heap buffers, -1 if elsewhere */
+    union {
+        struct {
+            int64_t send_off, recv_off;   /* segment offsets of heap buffers, -1 if elsewhere */
+        };
+        unsigned char inl[DT__SHM_INLINE]; /* one-publish rounds: a small payload */
+    };
 } dt__shm_slot_hdr;
+_Static_assert(sizeof(dt__shm_slot_hdr) == DT__SHM_LINE, "a slot header is one cache line");
 
 typedef struct {
     int32_t tag;
@@ -97,14 +117,15 @@ typedef struct {
     dt__shm_ctrl *ctrl;
     uint32_t step;
     uint32_t guard[2];
+    uint32_t seen;                        /* every peer has published at least this */
     uint64_t round;
     _Atomic int local_abort;
-    int64_t spin_ns;                      /* spin this long, */
+    unsigned spin_iters;                  /* spin this many pauses (about 1 us), */
     int64_t yield_ns;
     int polls;                     /* then spin with sched_yield until this long, then sleep */
     int64_t last_live_check;
-    const char *op;                       /* name of the op running, for messages */
-    uint64_t seq;
+    uint64_t seq;                         /* of the op running, for the failure record */
+    int64_t deadline_ns, timeout_ms;      /* the op's; DT__DEADLINE_LAZY until first needed */
     /* heap allocator (heap.c): extents of this rank's arena, by offset */
     pthread_mutex_t heap_mu;
     struct dt__shm_ext { uint64_t off, len; } *free_ext, *used_ext;
@@ -132,10 +153,18 @@ int64_t dt__shm_heap_off(dt__shm *st, const void *p, size_t bytes);
 /* ---- wait.c */
 /* Publish one more step and wake sleepers. */
 void dt__shm_publish(dt__shm *st);
+/* How many cpu pauses take about 1 us here (measured once per process). */
+unsigned dt__shm_pauses_per_us(void);
+/* Publish one more step whose round posted in slot set p (one-publish round). */
+void dt__shm_publish_slot(dt__shm *st, int p);
 /* Wait until rank r has published step s / every other rank has (c: the
- * deadline). Fail (recording it) on timeout, death of a peer, abort. */
+ * deadline). Fail (recording it) on timeout, death of a peer, abort. A
+ * deadline of DT__DEADLINE_LAZY is the op's (st->timeout_ms from the first
+ * time a wait needs the clock). */
 int dt__shm_wait_step(dt__shm *st, int r, uint32_t s, int64_t deadline_ns);
 int dt__shm_wait_all(dt__shm *st, uint32_t s, int64_t deadline_ns);
+/* Wait until every other rank has posted step s in its slot of set p. */
+int dt__shm_wait_posted(dt__shm *st, int p, uint32_t s, int64_t deadline_ns);
 /* Wait until this rank's bell differs from seen (p2p); peers: bit mask of
  * ranks whose death ends the wait. */
 int dt__shm_wait_bell(dt__shm *st, uint32_t seen, uint64_t peers, int64_t deadline_ns);
@@ -151,6 +180,12 @@ void dt__shm_wake_all(dt__shm *st);
 /* Begin a round: wait for the guard of its parity; *p receives the parity. */
 int dt__shm_round_begin(dt__shm *st, const dt__coll *c, int *p);
 void dt__shm_round_end(dt__shm *st, int p);
+/* End a one-publish round (its single publish was dt__shm_publish_slot). */
+static inline void dt__shm_round1_end(dt__shm *st, int p)
+{
+    st->guard[p] = st->step + 1;
+    st->round++;
+}
 /* Fill this rank's slot header of parity p for c. */
 void dt__shm_post_hdr(dt__shm *st, int p, const dt__coll *c, uint64_t count, int64_t send_off, int64_t recv_off);
 /* Compare every rank's header of parity p with ours (DT_EMISMATCH, recorded). */
@@ -166,9 +201,11 @@ static inline void dt__shm_split(size_t count, int n, int i, size_t *lo, size_t 
 /* At the start of every op: name it for messages, fail if the group has. */
 static inline int dt__shm_enter(dt__shm *st, const dt__coll *c)
 {
-    st->op = dt__op_name(c->kind);
     st->seq = c->seq;
-    return dt__shm_check(st);
+    st->deadline_ns = c->deadline_ns;
+    st->timeout_ms = c->timeout_ms;
+    if (atomic_load_explicit(&st->hdr->fail_code, memory_order_relaxed)) return dt__shm_check(st);
+    return 0;
 }
 /* FNV-1a of a count list (the header's check of uneven counts). */
 static inline uint64_t dt__shm_counts_fp(const size_t *counts, int n)

@@ -1,7 +1,8 @@
 /* Waiting in the shm backend, and the failure record.
  *
- * A waiter spins on the word it waits for (a peer's step, or its own p2p
- * bell) for st->spin_ns (about 1 us; none when ranks outnumber cores), then
+ * A waiter spins on the word it waits for (a peer's step or slot flag, or its
+ * own p2p bell) for st->spin_iters pauses (about 1 us, counted, so the fast
+ * path never reads the clock; none when ranks outnumber cores), then
  * polls it with sched_yield between every st->polls polls until st->yield_ns
  * (1 ms) have passed, so a peer sharing this core runs at once, then sleeps
  * on it with FUTEX_WAIT in slices of at most 10 ms. Between slices it
@@ -48,6 +49,33 @@ static inline void cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+unsigned dt__shm_pauses_per_us(void)
+{
+    static _Atomic unsigned cached;
+    unsigned n = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (n) return n;
+    int64_t best = INT64_MAX;
+    for (int k = 0; k < 3; k++) { /* the fastest of three: the least disturbed */
+        int64_t t0 = dt_now_ns();
+        for (int i = 0; i < 1000; i++) cpu_relax();
+        int64_t t = dt_now_ns() - t0;
+        if (t < best) best = t;
+    }
+    n = best > 0 ? (unsigned)(1000000 / best) : 1000;
+    if (n < 8) n = 8;
+    if (n > 20000) n = 20000;
+    atomic_store_explicit(&cached, n, memory_order_relaxed);
+    return n;
+}
+
+/* The op's deadline: st->timeout_ms from now, fixed the first time asked. */
+static int64_t deadline_of(dt__shm *st, int64_t deadline_ns)
+{
+    if (deadline_ns != DT__DEADLINE_LAZY) return deadline_ns;
+    if (st->deadline_ns == DT__DEADLINE_LAZY) st->deadline_ns = dt_deadline_ns(st->timeout_ms);
+    return st->deadline_ns;
 }
 
 static void missing_list(uint64_t missing, char *buf, size_t cap)
@@ -126,6 +154,12 @@ void dt__shm_publish(dt__shm *st)
     if (atomic_load_explicit(&me->step_waiters, memory_order_seq_cst)) futex_wake(&me->step);
 }
 
+void dt__shm_publish_slot(dt__shm *st, int p)
+{
+    atomic_store_explicit(&dt__shm_slot_hdr_at(st, p, st->rank)->flag, st->step + 1, memory_order_release);
+    dt__shm_publish(st);
+}
+
 void dt__shm_ring(dt__shm *st, int r)
 {
     dt__shm_ctrl *c = &st->ctrl[r];
@@ -146,20 +180,19 @@ static uint64_t behind(dt__shm *st, uint32_t s)
 
 /* The one wait loop. ge: wait for *w >= v (steps), else *w != v (bells).
  * peers: ranks whose death ends the wait; step_all: on timeout, every rank
- * behind step v is named (else the peers). */
+ * behind step v is named (else the peers); spin: pauses before yielding. */
 static int wait_word(dt__shm *st, _Atomic uint32_t *w, _Atomic uint32_t *waiters, uint32_t v, bool ge,
-                     uint64_t peers, bool step_all, int64_t deadline_ns)
+                     uint64_t peers, bool step_all, int64_t deadline_ns, unsigned spin)
 {
-    if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
-    int64_t t0 = dt_now_ns();
-    for (unsigned i = 1; st->spin_ns > 0; i++) {
+    for (unsigned i = 0;; i++) {
         if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
+        if (i == spin) break;
         cpu_relax();
-        if ((i & 15) == 0) { /* a pause is ~20-60 ns: look at the clock every ~0.5 us */
-            if (atomic_load_explicit(&st->hdr->fail_code, memory_order_relaxed)) return dt__shm_check(st);
-            if (dt_now_ns() - t0 > st->spin_ns) break;
-        }
+        if ((i & 63) == 63 && atomic_load_explicit(&st->hdr->fail_code, memory_order_relaxed))
+            return dt__shm_check(st);
     }
+    int64_t t0 = dt_now_ns();
+    deadline_ns = deadline_of(st, deadline_ns);
     /* Yielding spin: a peer that shares our core (oversubscribed, or other
      * load) runs at once instead of after our time slice or our sleep. */
     for (;;) {
@@ -199,22 +232,51 @@ static int wait_word(dt__shm *st, _Atomic uint32_t *w, _Atomic uint32_t *waiters
 
 int dt__shm_wait_step(dt__shm *st, int r, uint32_t s, int64_t deadline_ns)
 {
-    if (r == st->rank) return 0;
-    return wait_word(st, &st->ctrl[r].step, &st->ctrl[r].step_waiters, s, true, 1ull << r, false, deadline_ns);
+    if (r == st->rank || reached(st->seen, s, true)) return 0;
+    return wait_word(st, &st->ctrl[r].step, &st->ctrl[r].step_waiters, s, true, 1ull << r, false, deadline_ns,
+                     st->spin_iters);
+}
+
+/* A failure recorded while we were not waiting must not go unseen. */
+static int checked(dt__shm *st)
+{
+    return atomic_load_explicit(&st->hdr->fail_code, memory_order_acquire) ? dt__shm_check(st) : 0;
 }
 
 int dt__shm_wait_all(dt__shm *st, uint32_t s, int64_t deadline_ns)
 {
+    if (reached(st->seen, s, true)) return checked(st);
     for (int j = 0; j < st->size; j++) {
         if (j == st->rank) continue;
-        DT_CHECK(wait_word(st, &st->ctrl[j].step, &st->ctrl[j].step_waiters, s, true, 1ull << j, true, deadline_ns));
+        DT_CHECK(wait_word(st, &st->ctrl[j].step, &st->ctrl[j].step_waiters, s, true, 1ull << j, true, deadline_ns,
+                           st->spin_iters));
     }
-    /* A failure recorded while we were not waiting must not go unseen. */
-    return dt__shm_check(st);
+    st->seen = s;
+    return checked(st);
+}
+
+int dt__shm_wait_posted(dt__shm *st, int p, uint32_t s, int64_t deadline_ns)
+{
+    for (int j = 0; j < st->size; j++) {
+        if (j == st->rank) continue;
+        _Atomic uint32_t *flag = &dt__shm_slot_hdr_at(st, p, j)->flag;
+        unsigned i = 0;
+        while (!reached(atomic_load_explicit(flag, memory_order_acquire), s, true)) {
+            if (i++ == st->spin_iters) {
+                /* the peer publishes its step after its flag: wait on that word, which sleeps */
+                DT_CHECK(wait_word(st, &st->ctrl[j].step, &st->ctrl[j].step_waiters, s, true, 1ull << j, true,
+                                   deadline_ns, 0));
+                break;
+            }
+            cpu_relax();
+        }
+    }
+    st->seen = s;
+    return checked(st);
 }
 
 int dt__shm_wait_bell(dt__shm *st, uint32_t seen, uint64_t peers, int64_t deadline_ns)
 {
     dt__shm_ctrl *me = &st->ctrl[st->rank];
-    return wait_word(st, &me->bell, &me->bell_waiters, seen, false, peers, false, deadline_ns);
+    return wait_word(st, &me->bell, &me->bell_waiters, seen, false, peers, false, deadline_ns, st->spin_iters);
 }
