@@ -12,7 +12,6 @@
 #include "nn/nn_conv.h"
 
 #include <math.h>
-#include <stdatomic.h>
 
 typedef struct {
     int64_t planes, H, W, Ho, Wo;
@@ -135,18 +134,8 @@ POOL_LOOPS(double)
 #define HAVE_POOL512 1
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 
-static bool pool512_ok(void)
-{
-    static atomic_int ok = -1;
-    int v = atomic_load_explicit(&ok, memory_order_relaxed);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-        atomic_store_explicit(&ok, v, memory_order_relaxed);
-    }
-    return v;
-}
+/* The CPU check of our AVX-512 GEMM (AVX-512F/BW/DQ/VL; false in a DT_NO_AVX512 build). */
+static bool pool512_ok(void) { return dt__sgemm_ours_available(); }
 
 TGT512 static inline __mmask16 lanes16(int64_t n)
 {
