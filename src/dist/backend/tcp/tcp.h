@@ -117,6 +117,7 @@ typedef struct {
     uint64_t seq;
     dt_store *store;             /* the group's (borrowed): the failure record's second copy */
     int64_t spin_ns;             /* poll without sleeping this long before blocking */
+    struct dt__tcp_p2px *p2p;    /* the group layer's messages posted here and not yet complete (p2p.c) */
     char *tmp;                   /* scratch of the large algorithms */
     size_t tmp_bytes;
 } dt__tcp;
@@ -149,6 +150,8 @@ void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_fram
  * nothing is posted). Fails (recording it) on a deadline, a peer's failure,
  * a mismatch or an abort. */
 int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns);
+/* The same until done(t, arg) holds (checked before each poll). */
+int dt__tcp_wait_until(dt__tcp *t, bool (*done)(dt__tcp *t, void *arg), void *arg, int64_t deadline_ns);
 static inline int dt__tcp_wait_all(dt__tcp *t, int64_t deadline_ns) { return dt__tcp_wait(t, NULL, -1, deadline_ns); }
 /* At an op's start: read to the end what peers that shut their side sent,
  * so an ABORT frame queued behind data is seen (fails the op). */
@@ -180,6 +183,8 @@ int dt__tcp_allgather(dt__tcp *t, const dt__coll *c);
 int dt__tcp_scatter(dt__tcp *t, const dt__coll *c);
 int dt__tcp_alltoall(dt__tcp *t, const dt__coll *c);
 int dt__tcp_barrier(dt__tcp *t, const dt__coll *c);
-int dt__tcp_p2p_batch(dt__tcp *t, dt__p2p *ops, int nops, int64_t deadline_ns);
+int dt__tcp_p2p(dt__tcp *t, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
+/* Forget the messages p2p() posted (after a failure, and at destroy). */
+void dt__tcp_p2p_drop(dt__tcp *t);
 
 #endif /* DTRAIN_DIST_TCP_H */

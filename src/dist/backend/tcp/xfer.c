@@ -147,7 +147,23 @@ void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_fram
     xfer_init(x, peer, true, f, buf, len);
     if (atomic_load(&t->fail_code)) return;
     dt__tcp_peer *p = &t->peers[peer];
-    if (peer == t->rank) { /* to self: straight onto our own unexpected list */
+    if (peer == t->rank) { /* to self: into the receive posted for it, else onto our own unexpected list */
+        dt__tcp_xfer *r = p->rq;
+        while (r && !takes(r, &x->f)) r = r->next;
+        if (r) {
+            if (check_frame(t, peer, &x->f, r) < 0) return;
+            unlink_xfer(&p->rq, &p->rq_tail, r);
+        } else {
+            for (r = t->any; r && !(r->f.tag == x->f.tag && r->len == len); r = r->next) {}
+            if (r) unlink_xfer(&t->any, NULL, r);
+        }
+        if (r) {
+            if (len) memcpy(r->buf, buf, len);
+            r->complete = true;
+            r->source = peer;
+            x->complete = true;
+            return;
+        }
         dt__tcp_msg *m = dt_alloc(sizeof *m + len, DT_MEM_COMM);
         if (!m) {
             dt__tcp_fail(t, DT_ENOMEM, 0, "tcp: no memory for a message of %zu bytes to self", len);
@@ -385,11 +401,17 @@ static int do_recv(dt__tcp *t, int j, bool drain)
     return dt__tcp_check(t);
 }
 
-static bool all_done(const dt__tcp *t, const dt__tcp_xfer *x, int nx)
+typedef struct {
+    const dt__tcp_xfer *x;
+    int nx;
+} xfer_set;
+
+static bool all_done(dt__tcp *t, void *arg)
 {
-    if (nx >= 0) {
-        for (int i = 0; i < nx; i++)
-            if (!x[i].complete) return false;
+    const xfer_set *s = arg;
+    if (s->nx >= 0) {
+        for (int i = 0; i < s->nx; i++)
+            if (!s->x[i].complete) return false;
         return true;
     }
     for (int j = 0; j < t->size; j++)
@@ -398,6 +420,12 @@ static bool all_done(const dt__tcp *t, const dt__tcp_xfer *x, int nx)
 }
 
 int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
+{
+    xfer_set s = {x, nx};
+    return dt__tcp_wait_until(t, all_done, &s, deadline_ns);
+}
+
+int dt__tcp_wait_until(dt__tcp *t, bool (*done)(dt__tcp *t, void *arg), void *arg, int64_t deadline_ns)
 {
     int n = t->size;
     struct pollfd local[17], *pf = n + 1 <= 17 ? local : dt_alloc((size_t)(n + 1) * sizeof *pf, DT_MEM_COMM);
@@ -410,7 +438,7 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
             rc = dt__tcp_fail(t, DT_EABORTED, 0, "rank %d aborted group '%s'", t->rank, t->group);
             break;
         }
-        if (all_done(t, x, nx)) break;
+        if (done(t, arg)) break;
         for (int j = 0; j < n && rc == 0; j++)
             if (j != t->rank && t->peers[j].eof && needed(t, j))
                 rc = peer_lost(t, j, "closed its connection (it exited or failed)", 0);
