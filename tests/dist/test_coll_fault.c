@@ -7,7 +7,8 @@
  * messages in one batch, tags, any-source receives, a message sent before a
  * collective and received after it, a message to self; a subgroup; abort
  * while an asynchronous op is in flight on the group's thread; eight ranks;
- * (tcp) a DTRAIN_SOCKET_IFNAME that does not exist; asynchronous receives
+ * (tcp) a DTRAIN_SOCKET_IFNAME that does not exist, ranks with different
+ * DTRAIN_TCP_CONNS; asynchronous receives
  * posted before the sends they depend on, on every rank. */
 #include "spawn.h"
 
@@ -176,6 +177,25 @@ static void t_bad_ifname(void)
     DT_ASSERT_EQ(spawn_ranks(2, bad_ifname, NULL, 0), 0);
 }
 
+/* tcp: ranks configured with different connection counts fail the group's
+ * creation (naming the setting) rather than waiting for connections that
+ * never come. */
+static void conns_differ(int rank, int n, void *arg)
+{
+    (void)arg;
+    setenv("DTRAIN_TCP_CONNS", rank == 0 ? "2" : "1", 1);
+    dt_pg *pg = test_pg(rank, n, 20000);
+    DT_ASSERT_MSG(!pg, "rank %d: a group with DTRAIN_TCP_CONNS 2 and 1", rank);
+    DT_ASSERT_MSG(dt_last_error_code() != DT_ETIMEOUT, "rank %d: %s", rank, dt_last_error());
+    if (rank == 1) DT_ASSERT_MSG(strstr(dt_last_error(), "DTRAIN_TCP_CONNS"), "rank %d: %s", rank, dt_last_error());
+}
+
+static void t_conns_differ(void)
+{
+    if (strcmp(spawn_backend, "tcp") != 0) return;
+    DT_ASSERT_EQ(spawn_ranks(2, conns_differ, NULL, 0), 0);
+}
+
 static void t_subgroup(void) { DT_ASSERT_EQ(spawn_ranks(4, subgroup, NULL, 0), 0); }
 
 static void absent(int rank, int n, void *arg)
@@ -333,6 +353,7 @@ int main(int argc, char **argv)
     DT_RUN(t_abort_inflight);
     DT_RUN(t_subgroup);
     DT_RUN(t_bad_ifname);
+    DT_RUN(t_conns_differ);
     DT_RUN(t_world8);
     DT_RUN(t_kill3);
     DT_RUN(t_kill4);

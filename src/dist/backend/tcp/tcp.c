@@ -21,7 +21,7 @@ static void tcp_destroy(void *state)
     if (!t) return;
     dt__tcp_drop_queues(t);
     dt__tcp_p2p_drop(t);
-    for (int j = 0; t->peers && j < t->size; j++) dt__net_close(t->peers[j].fd);
+    for (int l = 0; t->peers && l < t->nlink; l++) dt__net_close(t->peers[l].fd);
     dt_free(t->peers);
     dt_free(t->tmp);
     dt__net_close(t->wake[0]);
@@ -42,14 +42,21 @@ static int tcp_create(const dt__backend_init *init, void **state)
     t->store = init->store;
     /* as shm: spinning pays while every rank has a core, else it steals the peer's */
     t->spin_ns = init->size <= dt_num_cpus() ? 30000 : 0;
+    t->seg = DT__TCP_SEG;
+    t->depth = DT__TCP_DEPTH;
+    t->spin_cur = t->spin_ns;
     pthread_mutex_init(&t->mu, NULL);
     int rc = 0;
-    t->peers = dt_calloc((size_t)t->size, sizeof *t->peers, DT_MEM_COMM);
+    int64_t conns = 1;
+    DT_CHECK_GOTO(dt_param_int(DT_PARAM_TCP_CONNS, &conns), rc, fail);
+    t->nconn = (int)conns;
+    t->nlink = t->size * t->nconn;
+    t->peers = dt_calloc((size_t)t->nlink, sizeof *t->peers, DT_MEM_COMM);
     if (!t->peers) {
         rc = DT_ENOMEM;
         goto fail;
     }
-    for (int j = 0; j < t->size; j++) t->peers[j].fd = -1;
+    for (int l = 0; l < t->nlink; l++) t->peers[l].fd = -1;
     if (pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = dt_set_error_errno(DT_ESYS, errno, "tcp: pipe");
         goto fail;
