@@ -142,14 +142,21 @@ static int split_addr(const char *s, char *host, size_t cap, int *port)
     return *port > 0 && *port < 65536 ? 0 : -1;
 }
 
-static int store_get_str(dt_store *s, const char *key, char *buf, size_t cap)
+/* A rank's record: its address into buf, its connections per pair. */
+static int get_record(dt_store *s, const char *key, char *buf, size_t cap, int *nconn)
 {
     void *v = NULL;
     size_t len = 0;
     DT_CHECK(dt_store_get(s, key, &v, &len));
-    if (len >= cap) len = cap - 1;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
+    const char *r = v;
+    size_t al = strnlen(r, len);
+    snprintf(buf, cap, "%.*s", (int)al, r);
+    *nconn = 1;
+    if (al + 1 < len) {
+        char num[16];
+        snprintf(num, sizeof num, "%.*s", (int)(len - al - 1), r + al + 1);
+        *nconn = atoi(num);
+    }
     dt_free(v);
     return 0;
 }
@@ -212,10 +219,14 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
     int lfd = -1, port = 0, rc = 0;
     DT_CHECK(dt__net_listen(host, 0, t->size + 16, &lfd, &port));
     dt__net_addr_str(host, port, addr, sizeof addr);
-    snprintf(t->peers[t->rank].addr, sizeof t->peers[t->rank].addr, "%s", addr);
+    for (int c = 0; c < t->nconn; c++)
+        snprintf(t->peers[t->rank * t->nconn + c].addr, sizeof t->peers[0].addr, "%s", addr);
     DT_LOGI(TCP, "group '%s': rank %d of %d listens on %s", t->group, t->rank, t->size, addr);
+    /* the record: "host:port", a NUL, the connections per pair in decimal */
+    char rec[192];
+    int rl = snprintf(rec, sizeof rec, "%s%c%d", addr, '\0', t->nconn);
     snprintf(key, sizeof key, "tcp/addr/%d", t->rank);
-    DT_CHECK_GOTO(dt_store_set(init->store, key, addr, strlen(addr)), rc, out);
+    DT_CHECK_GOTO(dt_store_set(init->store, key, rec, (size_t)rl), rc, out);
     uint64_t nonce = 0;
     if (t->rank == 0) {
         nonce = make_nonce();
@@ -229,19 +240,33 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
     }
     hello mine, h;
     const int nc = t->nconn;
+    /* every rank's record: its address, and the same connections per pair
+     * (checked here, so that every rank fails at once rather than some
+     * waiting for connections that never come) */
+    for (int j = 0; j < t->size; j++) {
+        if (j == t->rank) continue;
+        char jaddr[160];
+        int jnc = 0;
+        snprintf(key, sizeof key, "tcp/addr/%d", j);
+        DT_CHECK_GOTO(get_record(init->store, key, jaddr, sizeof jaddr, &jnc), rc, out);
+        if (jnc != nc) {
+            rc = dt_set_error(DT_EINVAL, "tcp: rank %d has DTRAIN_TCP_CONNS=%d, rank %d has %d: every rank must use the same",
+                              j, jnc, t->rank, nc);
+            goto out;
+        }
+        for (int c = 0; c < nc; c++) snprintf(t->peers[j * nc + c].addr, sizeof t->peers[0].addr, "%s", jaddr);
+    }
     /* connect up */
     for (int j = t->rank + 1; j < t->size; j++) {
         char jh[128], jaddr[160];
         int jp;
-        snprintf(key, sizeof key, "tcp/addr/%d", j);
-        DT_CHECK_GOTO(store_get_str(init->store, key, jaddr, sizeof jaddr), rc, out);
+        snprintf(jaddr, sizeof jaddr, "%s", t->peers[j * nc].addr);
         if (split_addr(jaddr, jh, sizeof jh, &jp) < 0) {
             rc = dt_set_error(DT_EPROTO, "tcp: rank %d published a bad address '%s'", j, jaddr);
             goto out;
         }
         for (int c = 0; c < nc; c++) {
             dt__tcp_peer *p = &t->peers[j * nc + c];
-            snprintf(p->addr, sizeof p->addr, "%s", jaddr);
             DT_CHECK_GOTO(dt__net_connect(jh, jp, deadline, &p->fd), rc, out);
             tune(p->fd);
             make_hello(t, nonce, c, &mine);
@@ -267,13 +292,6 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
             why = "a rank that should not connect";
         char who[96];
         dt__net_peer_str(fd, who, sizeof who);
-        if (why && rc == 0 && h.magic == DT__TCP_HELLO_MAGIC && h.version == DT__TCP_VERSION && h.nonce == nonce &&
-            h.nconn != nc) { /* one of ours, configured otherwise: fail rather than wait for it */
-            rc = dt_set_error(DT_EINVAL, "tcp: rank %d has DTRAIN_TCP_CONNS=%d, rank %d has %d: every rank must use the same",
-                              (int)h.rank, (int)h.nconn, t->rank, nc);
-            dt__net_close(fd);
-            goto out;
-        }
         if (why) {
             DT_LOGW(TCP, "group '%s': dropped a connection from %s: %s", t->group, who, why);
             dt__net_close(fd);
@@ -283,8 +301,6 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
         dt__tcp_peer *p = &t->peers[h.rank * nc + h.lane];
         p->fd = fd;
         tune(fd);
-        snprintf(key, sizeof key, "tcp/addr/%d", h.rank);
-        if (store_get_str(init->store, key, p->addr, sizeof p->addr) < 0) snprintf(p->addr, sizeof p->addr, "%s", who);
         make_hello(t, nonce, h.lane, &mine);
         DT_CHECK_GOTO(dt__net_send_all(fd, &mine, sizeof mine, deadline, p->addr), rc, out);
         need--;
