@@ -7,7 +7,9 @@
  * messages in one batch, tags, any-source receives, a message sent before a
  * collective and received after it, a message to self; a subgroup; abort
  * while an asynchronous op is in flight on the group's thread; eight ranks;
- * (tcp) a DTRAIN_SOCKET_IFNAME that does not exist. */
+ * (tcp) a DTRAIN_SOCKET_IFNAME that does not exist, ranks with different
+ * DTRAIN_TCP_CONNS; asynchronous receives
+ * posted before the sends they depend on, on every rank. */
 #include "spawn.h"
 
 #include <pthread.h>
@@ -175,6 +177,25 @@ static void t_bad_ifname(void)
     DT_ASSERT_EQ(spawn_ranks(2, bad_ifname, NULL, 0), 0);
 }
 
+/* tcp: ranks configured with different connection counts fail the group's
+ * creation (naming the setting) rather than waiting for connections that
+ * never come. */
+static void conns_differ(int rank, int n, void *arg)
+{
+    (void)arg;
+    setenv("DTRAIN_TCP_CONNS", rank == 0 ? "2" : "1", 1);
+    dt_pg *pg = test_pg(rank, n, 20000);
+    DT_ASSERT_MSG(!pg, "rank %d: a group with DTRAIN_TCP_CONNS 2 and 1", rank);
+    DT_ASSERT_MSG(dt_last_error_code() != DT_ETIMEOUT, "rank %d: %s", rank, dt_last_error());
+    DT_ASSERT_MSG(strstr(dt_last_error(), "DTRAIN_TCP_CONNS"), "rank %d: %s", rank, dt_last_error());
+}
+
+static void t_conns_differ(void)
+{
+    if (strcmp(spawn_backend, "tcp") != 0) return;
+    DT_ASSERT_EQ(spawn_ranks(2, conns_differ, NULL, 0), 0);
+}
+
 static void t_subgroup(void) { DT_ASSERT_EQ(spawn_ranks(4, subgroup, NULL, 0), 0); }
 
 static void absent(int rank, int n, void *arg)
@@ -280,16 +301,59 @@ static void t_p2p(void)
     for (int n = 1; n <= 4; n++) DT_ASSERT_EQ(spawn_ranks(n, p2p, NULL, 0), 0);
 }
 
+/* Every rank posts an asynchronous receive from its predecessor before the
+ * asynchronous send to its successor that the predecessor's receive waits
+ * for, then waits for both (torch: irecv, isend, wait, wait). The group's
+ * thread gets the receive first and the send while the receive is in flight:
+ * the backend must take the send in rather than finish the receive first. */
+static void recv_first(int rank, int n, void *arg)
+{
+    (void)arg;
+    dt_pg *pg = test_pg(rank, n, GROUP_TIMEOUT_MS);
+    DT_ASSERT_MSG(pg, "init: %s", dt_last_error());
+    int next = (rank + 1) % n, prev = (rank + n - 1) % n;
+    dt_op_opts o = DT_OP_OPTS_INIT;
+    o.timeout_ms = 10000;
+    static const size_t counts[] = {1, 3001, 1000003};
+    for (int k = 0; k < 3; k++) {
+        size_t cnt = counts[k];
+        int32_t *out = malloc(cnt * 4), *in = malloc(cnt * 4);
+        DT_ASSERT(out && in);
+        for (size_t i = 0; i < cnt; i++) out[i] = (int32_t)(rank * 7919 + i), in[i] = -1;
+        dt_work *wr = NULL, *ws = NULL;
+        DT_ASSERT_OK(dt_pg_recv(pg, in, cnt, DT_I32, prev, 3 + k, &o, &wr));
+        dt_sleep_ms(20); /* let the group's thread start on the receive alone */
+        DT_ASSERT_OK(dt_pg_send(pg, out, cnt, DT_I32, next, 3 + k, &o, &ws));
+        int rr = dt_work_wait(wr, -1);
+        DT_ASSERT_MSG(rr == 0, "rank %d: recv of %zu posted before its send: %s", rank, cnt, dt_last_error());
+        DT_ASSERT_OK(dt_work_wait(ws, -1));
+        for (size_t i = 0; i < cnt; i++) DT_ASSERT_EQ(in[i], (int32_t)(prev * 7919 + i));
+        dt_work_free(wr);
+        dt_work_free(ws);
+        free(out);
+        free(in);
+    }
+    DT_ASSERT_OK(dt_pg_barrier(pg, NULL, NULL));
+    dt_destroy_process_group(pg);
+}
+
+static void t_recv_first(void)
+{
+    for (int n = 2; n <= 3; n++) DT_ASSERT_EQ(spawn_ranks(n, recv_first, NULL, 0), 0);
+}
+
 int main(int argc, char **argv)
 {
     spawn_args(argc, argv);
     DT_RUN(t_p2p);
+    DT_RUN(t_recv_first);
     DT_RUN(t_mismatch);
     DT_RUN(t_timeout);
     DT_RUN(t_abort);
     DT_RUN(t_abort_inflight);
     DT_RUN(t_subgroup);
     DT_RUN(t_bad_ifname);
+    DT_RUN(t_conns_differ);
     DT_RUN(t_world8);
     DT_RUN(t_kill3);
     DT_RUN(t_kill4);

@@ -7,15 +7,21 @@
  *
  * Large messages: reduce-scatter, then all-gather, pipelined in segments.
  * The elements are split into n chunks (chunk j: [lo_j, hi_j), near-equal),
- * chunk j owned by rank j, and every chunk into segments of DT__TCP_SEG
- * bytes. Reduce-scatter: for segment s, each rank sends segment s of chunk j
- * to rank j (for every j) and receives segment s of its own chunk from every
- * peer into scratch (DT__TCP_DEPTH sets, so later segments arrive while s is
- * reduced);
- * it then reduces the n contributions in rank order (dt__reduce_n) into its
- * chunk of the output. All-gather: as soon as a segment is reduced it goes to
- * every peer, straight into their outputs (reduce: to root only), where
- * receives for all of them were posted at the start. Each rank
+ * chunk j owned by rank j, and every chunk into segments of t->seg bytes
+ * (DT__TCP_SEG), segment s on lane s % nconn (the connections to each peer
+ * take turns). Reduce-scatter: for segment s, each rank sends segment s of
+ * chunk j to rank j (for every j; t->depth segments ahead of its reduction)
+ * and receives segment s of its own chunk from every peer into scratch set
+ * s % nsets (nsets = 2 * depth sets of n-1 slots, the receives posted nsets
+ * segments ahead, so a peer that runs ahead finds its receive posted and its
+ * data lands in place rather than in a buffer to be copied; the scratch,
+ * 2 MiB at world 2, stays in L2 while the segments pass through it); it then
+ * reduces the n contributions in rank order (dt__reduce_n) into its chunk
+ * of the output. The transfer engine moves the other segments (and the other
+ * lanes) while this rank waits for segment s, and the kernel's socket buffers
+ * carry them while it reduces. All-gather: as soon as a segment is reduced it
+ * goes to every peer, straight into their outputs (reduce: to root only),
+ * where receives for all of them were posted at the start. Each rank
  * sends and receives 2(n-1)/n of the message, as in a ring, in 2 steps
  * instead of 2(n-1); and because each chunk is reduced by one rank from the
  * inputs in rank order, every rank ends with identical bytes that are also the
@@ -73,6 +79,25 @@ static size_t seglen(size_t cnt, size_t s, size_t segel)
     return cnt - a < segel ? cnt - a : segel;
 }
 
+/* Rank j's slot in a scratch set (this rank has none). */
+#define SLOT(j, me) ((j) < (me) ? (j) : (j) - 1)
+
+/* Post the receives of reduce-scatter segment s from every peer into scratch
+ * set s % nsets (slot j: rank j's contribution), on the segment's lane. */
+static void post_rs_recv(dt__tcp *t, const dt__coll *c, uint64_t fp, const size_t *cnt, size_t segel, char *tmp,
+                         dt__tcp_xfer *rs_r, size_t s, size_t nsets)
+{
+    int n = t->size, me = t->rank;
+    size_t esz = dt_dtype_size(c->dtype), mine = seglen(cnt[me], s, segel);
+    if (!mine) return;
+    char *set = tmp + (s % nsets) * (size_t)(n - 1) * t->seg;
+    dt__tcp_frame f = dt__tcp_coll_frame(c, fp, STEP(1, s), mine * esz);
+    for (int j = 0; j < n; j++)
+        if (j != me)
+            dt__tcp_post_recv_on(t, &rs_r[s * (size_t)n + j], j, (int)(s % (size_t)t->nconn), &f,
+                                 set + (size_t)SLOT(j, me) * t->seg, mine * esz);
+}
+
 /* Reduce-scatter of src[j] (cnt[j] elements: this rank's part of chunk j)
  * into out (cnt[me]), then the all-gather of mode into ag[j] (AG_ALL: every
  * rank, AG_ROOT: root only). */
@@ -80,12 +105,13 @@ static int rsag(dt__tcp *t, const dt__coll *c, uint64_t fp, const char *const *s
                 char *const *ag, int mode)
 {
     int n = t->size, me = t->rank, rc = 0;
-    size_t esz = dt_dtype_size(c->dtype), segel = DT__TCP_SEG / esz, maxc = 0;
+    size_t esz = dt_dtype_size(c->dtype), segel = t->seg / esz, maxc = 0;
     for (int j = 0; j < n; j++)
         if (cnt[j] > maxc) maxc = cnt[j];
     size_t nseg = (maxc + segel - 1) / segel;
     if (nseg == 0) return 0;
-    char *tmp = dt__tcp_scratch(t, DT__TCP_DEPTH * (size_t)n * DT__TCP_SEG);
+    const size_t depth = t->depth, nsets = 2 * depth, seg = t->seg;
+    char *tmp = dt__tcp_scratch(t, nsets * (size_t)(n - 1) * seg);
     dt__tcp_xfer *x = dt_alloc(4 * nseg * (size_t)n * sizeof *x, DT_MEM_COMM);
     const void *insl[DT__TCP_STACK_RANKS], **ins = n <= DT__TCP_STACK_RANKS ? insl : dt_alloc((size_t)n * sizeof *ins, DT_MEM_COMM);
     if (!tmp || !x || !ins) {
@@ -95,44 +121,47 @@ static int rsag(dt__tcp *t, const dt__coll *c, uint64_t fp, const char *const *s
     for (size_t i = 0; i < 4 * nseg * (size_t)n; i++) x[i].complete = true;
     dt__tcp_xfer *rs_s = x, *rs_r = x + nseg * n, *ag_s = x + 2 * nseg * n, *ag_r = x + 3 * nseg * n;
     int root = c->root;
+    const size_t mine_lanes = (size_t)t->nconn;
+#define LANE(s) ((int)((s) % mine_lanes))
     /* every all-gather receive goes straight to its place: post them all now */
     for (size_t p = 0; p < nseg && mode != AG_NONE; p++)
         for (int j = 0; j < n; j++) {
             size_t mj = seglen(cnt[j], p, segel);
             if (j == me || !mj || !(mode == AG_ALL || me == root)) continue;
             dt__tcp_frame f = dt__tcp_coll_frame(c, fp, STEP(2, p), mj * esz);
-            dt__tcp_post_recv(t, &ag_r[p * n + j], j, &f, ag[j] + p * segel * esz, mj * esz);
+            dt__tcp_post_recv_on(t, &ag_r[p * n + j], j, LANE(p), &f, ag[j] + p * segel * esz, mj * esz);
         }
-    for (size_t s = 0; s < nseg + DT__TCP_DEPTH; s++) {
-        if (s < nseg) { /* segment s of the reduce-scatter into scratch set s % DT__TCP_DEPTH */
-            size_t mine = seglen(cnt[me], s, segel);
-            char *set = tmp + (s % DT__TCP_DEPTH) * n * (size_t)DT__TCP_SEG;
+    /* reduce-scatter receives run nsets segments ahead of the reduction (so a
+     * peer that is ahead finds them posted and its data lands in place, not in
+     * a buffer to be copied): segment s into scratch set s % nsets, slot j */
+    for (size_t s = 0; s < nseg && s < nsets; s++) post_rs_recv(t, c, fp, cnt, segel, tmp, rs_r, s, nsets);
+    for (size_t s = 0; s < nseg + depth; s++) {
+        if (s < nseg) /* segment s of the reduce-scatter: this rank's part of chunk j to rank j */
             for (int j = 0; j < n; j++) {
-                if (j == me) continue;
                 size_t m = seglen(cnt[j], s, segel);
+                if (j == me || !m) continue;
                 dt__tcp_frame f = dt__tcp_coll_frame(c, fp, STEP(1, s), m * esz);
-                if (m) dt__tcp_post_send(t, &rs_s[s * n + j], j, &f, src[j] + s * segel * esz, m * esz);
-                f.len = mine * esz;
-                if (mine) dt__tcp_post_recv(t, &rs_r[s * n + j], j, &f, set + (size_t)j * DT__TCP_SEG, mine * esz);
+                dt__tcp_post_send_on(t, &rs_s[s * n + j], j, LANE(s), &f, src[j] + s * segel * esz, m * esz);
             }
-        }
-        if (s + 1 < DT__TCP_DEPTH) continue;
-        size_t p = s + 1 - DT__TCP_DEPTH; /* the oldest segment in flight: reduce it, send it on */
+        if (s + 1 < depth) continue;
+        size_t p = s + 1 - depth; /* the oldest segment in flight: reduce it, send it on */
         if (p >= nseg) continue;
         size_t m = seglen(cnt[me], p, segel);
         if (m) {
-            char *set = tmp + (p % DT__TCP_DEPTH) * n * (size_t)DT__TCP_SEG;
+            char *set = tmp + (p % nsets) * (size_t)(n - 1) * seg;
             DT_CHECK_GOTO(dt__tcp_wait(t, &rs_r[p * n], n, c->deadline_ns), rc, out);
-            for (int j = 0; j < n; j++) ins[j] = j == me ? src[me] + p * segel * esz : set + (size_t)j * DT__TCP_SEG;
+            for (int j = 0; j < n; j++) ins[j] = j == me ? src[me] + p * segel * esz : set + (size_t)SLOT(j, me) * seg;
             dt__reduce_n(out + p * segel * esz, (const void *const *)ins, n, m, c->dtype, c->redop, c->premul);
         }
+        if (p + nsets < nseg) post_rs_recv(t, c, fp, cnt, segel, tmp, rs_r, p + nsets, nsets);
         if (mode == AG_NONE || !m) continue;
         for (int j = 0; j < n; j++) {
             if (j == me || !(mode == AG_ALL || j == root)) continue;
             dt__tcp_frame f = dt__tcp_coll_frame(c, fp, STEP(2, p), m * esz);
-            dt__tcp_post_send(t, &ag_s[p * n + j], j, &f, out + p * segel * esz, m * esz);
+            dt__tcp_post_send_on(t, &ag_s[p * n + j], j, LANE(p), &f, out + p * segel * esz, m * esz);
         }
     }
+#undef LANE
     rc = dt__tcp_wait_all(t, c->deadline_ns);
 out:
     dt_free(x);

@@ -1,12 +1,15 @@
 /* The tcp backend's connections: which address this rank listens on, and the
- * full mesh of one connection per pair of ranks, set up through the group's
- * store. Rank i publishes "tcp/addr/<i>" = host:port; rank 0 publishes a
- * random nonce ("tcp/nonce") naming this instance of the group. Each rank
- * connects to every higher rank and sends a hello (magic, version, its rank,
- * the size, the nonce, the group name); it accepts one connection from every
- * lower rank, checks its hello (a connection that is not one of ours is
- * dropped and logged), and answers with its own, which the connecting side
- * checks in turn. Does not move collective data. */
+ * full mesh of nconn connections (lanes) per pair of ranks, set up through the
+ * group's store. Rank i publishes "tcp/addr/<i>" = host:port; rank 0
+ * publishes a random nonce ("tcp/nonce") naming this instance of the group.
+ * Each rank connects nconn times to every higher rank and sends a hello on
+ * each (magic, version, its rank, the size, nconn and the lane, the nonce, the
+ * group name); it accepts nconn connections from every lower rank, checks
+ * their hellos (a connection that is not one of ours is dropped and logged; a
+ * rank with another DTRAIN_TCP_CONNS fails the group's creation) and answers
+ * each with its own, which the connecting side checks in turn. Socket buffers
+ * are sized for the large algorithms' segments in flight. Does not move
+ * collective data. */
 #define _GNU_SOURCE
 #include "dist/backend/tcp/tcp.h"
 #include "dist/net.h"
@@ -27,6 +30,7 @@
 typedef struct {
     uint32_t magic, version;
     int32_t rank, size;
+    int32_t nconn, lane;
     uint64_t nonce;
     char group[64];
 } hello;
@@ -138,14 +142,21 @@ static int split_addr(const char *s, char *host, size_t cap, int *port)
     return *port > 0 && *port < 65536 ? 0 : -1;
 }
 
-static int store_get_str(dt_store *s, const char *key, char *buf, size_t cap)
+/* A rank's record: its address into buf, its connections per pair. */
+static int get_record(dt_store *s, const char *key, char *buf, size_t cap, int *nconn)
 {
     void *v = NULL;
     size_t len = 0;
     DT_CHECK(dt_store_get(s, key, &v, &len));
-    if (len >= cap) len = cap - 1;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
+    const char *r = v;
+    size_t al = strnlen(r, len);
+    snprintf(buf, cap, "%.*s", (int)al, r);
+    *nconn = 1;
+    if (al + 1 < len) {
+        char num[16];
+        snprintf(num, sizeof num, "%.*s", (int)(len - al - 1), r + al + 1);
+        *nconn = atoi(num);
+    }
     dt_free(v);
     return 0;
 }
@@ -162,13 +173,21 @@ static void keepalive(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 }
 
-static void make_hello(const dt__tcp *t, uint64_t nonce, hello *h)
+/* Options of every connection of the mesh. */
+static void tune(int fd)
+{
+    keepalive(fd);
+}
+
+static void make_hello(const dt__tcp *t, uint64_t nonce, int lane, hello *h)
 {
     memset(h, 0, sizeof *h);
     h->magic = DT__TCP_HELLO_MAGIC;
     h->version = DT__TCP_VERSION;
     h->rank = t->rank;
     h->size = t->size;
+    h->nconn = t->nconn;
+    h->lane = lane;
     h->nonce = nonce;
     snprintf(h->group, sizeof h->group, "%s", t->group);
 }
@@ -180,6 +199,8 @@ static const char *bad_hello(const dt__tcp *t, const hello *h, uint64_t nonce)
     if (h->version != DT__TCP_VERSION) return "another protocol version";
     if (h->size != t->size || h->nonce != nonce || strncmp(h->group, t->group, sizeof h->group) != 0)
         return "from another group or job";
+    if (h->nconn != t->nconn) return "DTRAIN_TCP_CONNS differs between the two ranks";
+    if (h->lane < 0 || h->lane >= t->nconn) return "a bad connection number";
     return NULL;
 }
 
@@ -198,10 +219,14 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
     int lfd = -1, port = 0, rc = 0;
     DT_CHECK(dt__net_listen(host, 0, t->size + 16, &lfd, &port));
     dt__net_addr_str(host, port, addr, sizeof addr);
-    snprintf(t->peers[t->rank].addr, sizeof t->peers[t->rank].addr, "%s", addr);
+    for (int c = 0; c < t->nconn; c++)
+        snprintf(t->peers[t->rank * t->nconn + c].addr, sizeof t->peers[0].addr, "%s", addr);
     DT_LOGI(TCP, "group '%s': rank %d of %d listens on %s", t->group, t->rank, t->size, addr);
+    /* the record: "host:port", a NUL, the connections per pair in decimal */
+    char rec[192];
+    int rl = snprintf(rec, sizeof rec, "%s%c%d", addr, '\0', t->nconn);
     snprintf(key, sizeof key, "tcp/addr/%d", t->rank);
-    DT_CHECK_GOTO(dt_store_set(init->store, key, addr, strlen(addr)), rc, out);
+    DT_CHECK_GOTO(dt_store_set(init->store, key, rec, (size_t)rl), rc, out);
     uint64_t nonce = 0;
     if (t->rank == 0) {
         nonce = make_nonce();
@@ -214,38 +239,57 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
         dt_free(v);
     }
     hello mine, h;
-    make_hello(t, nonce, &mine);
-    /* connect up */
-    for (int j = t->rank + 1; j < t->size; j++) {
-        dt__tcp_peer *p = &t->peers[j];
-        char jh[128];
-        int jp;
+    const int nc = t->nconn;
+    /* every rank's record: its address, and the same connections per pair
+     * (checked here, so that every rank fails at once rather than some
+     * waiting for connections that never come) */
+    for (int j = 0; j < t->size; j++) {
+        if (j == t->rank) continue;
+        char jaddr[160];
+        int jnc = 0;
         snprintf(key, sizeof key, "tcp/addr/%d", j);
-        DT_CHECK_GOTO(store_get_str(init->store, key, p->addr, sizeof p->addr), rc, out);
-        if (split_addr(p->addr, jh, sizeof jh, &jp) < 0) {
-            rc = dt_set_error(DT_EPROTO, "tcp: rank %d published a bad address '%s'", j, p->addr);
+        DT_CHECK_GOTO(get_record(init->store, key, jaddr, sizeof jaddr, &jnc), rc, out);
+        if (jnc != nc) {
+            rc = dt_set_error(DT_EINVAL, "tcp: rank %d has DTRAIN_TCP_CONNS=%d, rank %d has %d: every rank must use the same",
+                              j, jnc, t->rank, nc);
             goto out;
         }
-        DT_CHECK_GOTO(dt__net_connect(jh, jp, deadline, &p->fd), rc, out);
-        keepalive(p->fd);
-        DT_CHECK_GOTO(dt__net_send_all(p->fd, &mine, sizeof mine, deadline, p->addr), rc, out);
+        for (int c = 0; c < nc; c++) snprintf(t->peers[j * nc + c].addr, sizeof t->peers[0].addr, "%s", jaddr);
+    }
+    /* connect up */
+    for (int j = t->rank + 1; j < t->size; j++) {
+        char jh[128], jaddr[160];
+        int jp;
+        snprintf(jaddr, sizeof jaddr, "%s", t->peers[j * nc].addr);
+        if (split_addr(jaddr, jh, sizeof jh, &jp) < 0) {
+            rc = dt_set_error(DT_EPROTO, "tcp: rank %d published a bad address '%s'", j, jaddr);
+            goto out;
+        }
+        for (int c = 0; c < nc; c++) {
+            dt__tcp_peer *p = &t->peers[j * nc + c];
+            DT_CHECK_GOTO(dt__net_connect(jh, jp, deadline, &p->fd), rc, out);
+            tune(p->fd);
+            make_hello(t, nonce, c, &mine);
+            DT_CHECK_GOTO(dt__net_send_all(p->fd, &mine, sizeof mine, deadline, p->addr), rc, out);
+        }
     }
     /* accept from below */
-    for (int need = t->rank; need > 0;) {
+    for (int need = t->rank * nc; need > 0;) {
         int fd;
         rc = dt__net_accept_until(lfd, deadline, &fd, addr);
         if (rc < 0) {
             char miss[160] = "";
             size_t ml = 0;
             for (int j = 0; j < t->rank && ml + 8 < sizeof miss; j++)
-                if (t->peers[j].fd < 0) ml += (size_t)snprintf(miss + ml, sizeof miss - ml, "%s%d", ml ? ", " : "", j);
+                if (t->peers[j * nc + nc - 1].fd < 0) ml += (size_t)snprintf(miss + ml, sizeof miss - ml, "%s%d", ml ? ", " : "", j);
             rc = dt_error_wrap(rc, "tcp: rank %d had no connection from ranks %s", t->rank, miss);
             goto out;
         }
         int64_t hd = dt_deadline_ns(30000);
         rc = dt__net_recv_all(fd, &h, sizeof h, hd < deadline ? hd : deadline, "tcp hello");
         const char *why = rc < 0 ? dt_last_error() : bad_hello(t, &h, nonce);
-        if (!why && (h.rank < 0 || h.rank >= t->rank || t->peers[h.rank].fd >= 0)) why = "a rank that should not connect";
+        if (!why && (h.rank < 0 || h.rank >= t->rank || t->peers[h.rank * nc + h.lane].fd >= 0))
+            why = "a rank that should not connect";
         char who[96];
         dt__net_peer_str(fd, who, sizeof who);
         if (why) {
@@ -254,26 +298,27 @@ int dt__tcp_connect_mesh(dt__tcp *t, const dt__backend_init *init)
             rc = 0;
             continue;
         }
-        dt__tcp_peer *p = &t->peers[h.rank];
+        dt__tcp_peer *p = &t->peers[h.rank * nc + h.lane];
         p->fd = fd;
-        keepalive(fd);
-        snprintf(key, sizeof key, "tcp/addr/%d", h.rank);
-        if (store_get_str(init->store, key, p->addr, sizeof p->addr) < 0) snprintf(p->addr, sizeof p->addr, "%s", who);
+        tune(fd);
+        make_hello(t, nonce, h.lane, &mine);
         DT_CHECK_GOTO(dt__net_send_all(fd, &mine, sizeof mine, deadline, p->addr), rc, out);
         need--;
     }
     /* the answers from above */
-    for (int j = t->rank + 1; j < t->size; j++) {
-        dt__tcp_peer *p = &t->peers[j];
+    for (int l = (t->rank + 1) * nc; l < t->nlink; l++) {
+        dt__tcp_peer *p = &t->peers[l];
+        int j = l / nc;
         DT_CHECK_GOTO(dt__net_recv_all(p->fd, &h, sizeof h, deadline, p->addr), rc, out);
         const char *why = bad_hello(t, &h, nonce);
-        if (!why && h.rank != j) why = "another rank than the one published there";
+        if (!why && (h.rank != j || h.lane != l % nc)) why = "another rank than the one published there";
         if (why) {
             rc = dt_set_error(DT_EPROTO, "tcp: the connection to rank %d (%s) answered: %s", j, p->addr, why);
             goto out;
         }
     }
-    DT_LOGD(TCP, "group '%s': rank %d connected to all %d peers", t->group, t->rank, t->size - 1);
+    DT_LOGD(TCP, "group '%s': rank %d connected to all %d peers (%d connection%s each)", t->group, t->rank, t->size - 1,
+            nc, nc == 1 ? "" : "s");
 out:
     dt__net_close(lfd);
     return rc;

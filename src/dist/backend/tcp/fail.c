@@ -38,8 +38,8 @@ void dt__tcp_tell_peers(dt__tcp *t)
     dt__tcp_frame f = {.magic = DT__TCP_FRAME_MAGIC, .type = DT__TCP_F_ABORT, .tag = atomic_load(&t->fail_code),
                        .step = (uint32_t)t->rank, .seq = t->seq, .len = mlen};
     int64_t deadline = dt_deadline_ns(200);
-    for (int j = 0; j < t->size; j++) {
-        dt__tcp_peer *p = &t->peers[j];
+    for (int l = 0; l < t->nlink; l++) {
+        dt__tcp_peer *p = &t->peers[l];
         if (p->fd < 0) continue;
         if (!p->sq || p->sq->done == 0) {
             char buf[sizeof f + DT__TCP_MSG_CAP];
@@ -53,8 +53,8 @@ void dt__tcp_tell_peers(dt__tcp *t)
 
 void dt__tcp_drop_queues(dt__tcp *t)
 {
-    for (int j = 0; j < t->size; j++) {
-        dt__tcp_peer *p = &t->peers[j];
+    for (int l = 0; t->peers && l < t->nlink; l++) {
+        dt__tcp_peer *p = &t->peers[l];
         for (dt__tcp_msg *m = p->uq, *nx; m; m = nx) {
             nx = m->next;
             dt_free(m);

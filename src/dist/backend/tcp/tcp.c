@@ -20,7 +20,8 @@ static void tcp_destroy(void *state)
     dt__tcp *t = state;
     if (!t) return;
     dt__tcp_drop_queues(t);
-    for (int j = 0; t->peers && j < t->size; j++) dt__net_close(t->peers[j].fd);
+    dt__tcp_p2p_drop(t);
+    for (int l = 0; t->peers && l < t->nlink; l++) dt__net_close(t->peers[l].fd);
     dt_free(t->peers);
     dt_free(t->tmp);
     dt__net_close(t->wake[0]);
@@ -41,14 +42,25 @@ static int tcp_create(const dt__backend_init *init, void **state)
     t->store = init->store;
     /* as shm: spinning pays while every rank has a core, else it steals the peer's */
     t->spin_ns = init->size <= dt_num_cpus() ? 30000 : 0;
+    t->seg = DT__TCP_SEG;
+    t->depth = DT__TCP_DEPTH;
+    t->spin_cur = t->spin_ns;
     pthread_mutex_init(&t->mu, NULL);
     int rc = 0;
-    t->peers = dt_calloc((size_t)t->size, sizeof *t->peers, DT_MEM_COMM);
+    int64_t conns = 0;
+    DT_CHECK_GOTO(dt_param_int(DT_PARAM_TCP_CONNS, &conns), rc, fail);
+    if (conns == 0) { /* 8 lanes measured best on loopback (docs/tcp.md); at most 32 connections per rank */
+        conns = t->size > 1 ? 32 / (t->size - 1) : 1;
+        conns = conns < 1 ? 1 : conns > 8 ? 8 : conns;
+    }
+    t->nconn = (int)conns;
+    t->nlink = t->size * t->nconn;
+    t->peers = dt_calloc((size_t)t->nlink, sizeof *t->peers, DT_MEM_COMM);
     if (!t->peers) {
         rc = DT_ENOMEM;
         goto fail;
     }
-    for (int j = 0; j < t->size; j++) t->peers[j].fd = -1;
+    for (int l = 0; l < t->nlink; l++) t->peers[l].fd = -1;
     if (pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = dt_set_error_errno(DT_ESYS, errno, "tcp: pipe");
         goto fail;
@@ -125,32 +137,21 @@ DT__TCP_COLL(op_scatter, dt__tcp_scatter)
 DT__TCP_COLL(op_alltoall, dt__tcp_alltoall)
 DT__TCP_COLL(op_barrier, dt__tcp_barrier)
 
-/* The group layer hands the incomplete messages of its set; tcp moves them all to
- * completion in one batch (the transfer engine drains every socket while it waits, so
- * crossing sends cannot deadlock) and does not return early on *kick: a receive whose
- * matching send the peer issues only after its own receive completes waits for it. */
+/* The group layer's messages: see p2p.c. */
 static int op_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick)
 {
     dt__tcp *t = state;
-    (void)kick;
-    dt__p2p local[16], *v = nops <= 16 ? local : dt_alloc((size_t)nops * sizeof *v, DT_MEM_COMM);
-    if (!v) return dt_set_error(DT_ENOMEM, "tcp: no memory for %d messages", nops);
-    int n = 0;
-    for (int i = 0; i < nops; i++)
-        if (!ops[i]->complete) v[n++] = *ops[i];
     int rc = enter(t, "send/recv", t->seq);
-    if (rc == 0) rc = dt__tcp_p2p_batch(t, v, n, deadline_ns);
-    rc = leave(t, rc);
-    if (rc == 0)
-        for (int i = 0, k = 0; i < nops; i++)
-            if (!ops[i]->complete) {
-                ops[i]->source = v[k].source;
-                ops[i]->done = ops[i]->bytes;
-                ops[i]->started = ops[i]->complete = true;
-                k++;
-            }
-    if (v != local) dt_free(v);
-    return rc;
+    if (rc == 0) rc = dt__tcp_p2p(t, ops, nops, deadline_ns, kick);
+    else dt__tcp_p2p_drop(t);
+    return leave(t, rc);
+}
+
+/* Wake the poll loop of a p2p() in flight so it sees its kick (any thread). */
+static void op_p2p_kick(void *state)
+{
+    dt__tcp *t = state;
+    if (write(t->wake[1], "k", 1) < 0) {}
 }
 
 const dt__backend_ops dt__backend_tcp = {
@@ -170,6 +171,7 @@ const dt__backend_ops dt__backend_tcp = {
         [DT__OP_BARRIER] = op_barrier,
     },
     .p2p = op_p2p,
+    .p2p_kick = op_p2p_kick,
     .alloc = NULL,
     .free = NULL,
 };

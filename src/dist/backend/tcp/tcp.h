@@ -2,9 +2,14 @@
  * transfer engine the algorithms in allreduce.c, gather.c and p2p.c are built
  * from. Only src/dist/backend/tcp/ includes this.
  *
- * Connections (conn.c). One TCP connection per pair of ranks, a full mesh:
- * the lower rank connects, both sides exchange a hello (magic, version, rank,
- * size, group name, the group's nonce from the store) and check it.
+ * Connections (conn.c). DTRAIN_TCP_CONNS (nconn) TCP connections per pair
+ * of ranks, a full mesh: the lower rank connects, both sides exchange a hello
+ * (magic, version, rank, size, connections per pair and which one this is,
+ * group name, the group's nonce from the store) and check it. Each connection
+ * is a link, t->peers[rank * nconn + lane]: lane 0 carries p2p messages and
+ * small collectives, the large algorithms stripe their segments over all lanes
+ * (segment s on lane s % nconn). Frames on one link arrive in the order sent;
+ * nothing orders frames of different links.
  *
  * Frames. Everything on a connection is a frame: a dt__tcp_frame header and
  * `len` payload bytes. COLL frames carry collective data and, in the header,
@@ -15,9 +20,9 @@
  *
  * Transfers (xfer.c). An algorithm posts sends and receives (dt__tcp_xfer,
  * owned by the caller, alive until complete) and waits on some of them; a
- * single poll() loop moves every posted transfer of every peer at once, so
+ * single poll() loop moves every posted transfer of every link at once, so
  * pipelined segments and exchanges in both directions cannot deadlock. Per
- * peer, sends go out in the order posted; an arriving COLL frame goes to the
+ * link, sends go out in the order posted; an arriving COLL frame goes to the
  * receive posted for its op and step from that peer, a P2P frame to the first
  * P2P receive posted for that peer, streaming straight into the caller's
  * buffer; a frame nobody has asked for yet (p2p data that
@@ -47,9 +52,10 @@
 
 #define DT__TCP_HELLO_MAGIC 0x64747463u  /* "dttc" */
 #define DT__TCP_FRAME_MAGIC 0x64746672u  /* "dtfr" */
-#define DT__TCP_VERSION 1u
+#define DT__TCP_VERSION 2u
 #define DT__TCP_SEG (256u << 10)         /* bytes per segment of the large algorithms */
 #define DT__TCP_DEPTH 4                  /* reduce-scatter segments in flight */
+#define DT__TCP_MAX_CONNS 16             /* DTRAIN_TCP_CONNS's upper bound */
 #define DT__TCP_SMALL (64u << 10)        /* all_reduce up to here: everyone sends everyone its input */
 #define DT__TCP_MSG_CAP 512
 
@@ -70,8 +76,8 @@ typedef struct {
 
 /* One posted send or receive. */
 typedef struct dt__tcp_xfer {
-    struct dt__tcp_xfer *next;   /* in its peer's queue (or the any-source list) */
-    int peer;                    /* DT_ANY_SOURCE: a p2p receive from anyone */
+    struct dt__tcp_xfer *next;   /* in its link's queue (or the any-source list) */
+    int peer;                    /* the rank; DT_ANY_SOURCE: a p2p receive from anyone */
     bool is_send, complete;
     dt__tcp_frame f;             /* send: the header to write; receive: the header expected */
     char *buf;
@@ -87,6 +93,7 @@ typedef struct dt__tcp_msg {
     char data[];
 } dt__tcp_msg;
 
+/* One connection to a peer (a link), or this rank's own slot. */
 typedef struct {
     int fd;                      /* -1 for this rank */
     bool eof;                    /* the peer closed its side: no more frames */
@@ -104,8 +111,10 @@ typedef struct {
 
 typedef struct {
     int rank, size;
+    int nconn;                   /* connections per pair of ranks (lanes) */
+    int nlink;                   /* size * nconn */
     char group[64];
-    dt__tcp_peer *peers;         /* [size] */
+    dt__tcp_peer *peers;         /* [nlink]: link rank * nconn + lane */
     int wake[2];                 /* pipe: abort() writes a byte to wake the poll loop */
     _Atomic int abort_req;
     pthread_mutex_t mu;          /* held while an op runs, and to send abort frames */
@@ -116,7 +125,11 @@ typedef struct {
     const char *op;              /* the op running, for messages */
     uint64_t seq;
     dt_store *store;             /* the group's (borrowed): the failure record's second copy */
-    int64_t spin_ns;             /* poll without sleeping this long before blocking */
+    int64_t spin_ns;             /* poll without sleeping up to this long before blocking */
+    int64_t spin_cur;            /* the spin now, 0..spin_ns, adapted (xfer.c) */
+    struct dt__tcp_p2px *p2p;    /* the group layer's messages posted here and not yet complete (p2p.c) */
+    size_t seg;                  /* bytes per segment of the large algorithms */
+    size_t depth;                /* reduce-scatter segments in flight */
     char *tmp;                   /* scratch of the large algorithms */
     size_t tmp_bytes;
 } dt__tcp;
@@ -143,12 +156,28 @@ void dt__tcp_drop_queues(dt__tcp *t);
 int dt__tcp_adopt_abort(dt__tcp *t, int j, dt__tcp_msg *m);
 
 /* ---- xfer.c */
-void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, const void *buf, size_t len);
-void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, void *buf, size_t len);
+/* Post on lane `lane` (mod nconn) of the connections to peer; a frame must be
+ * received on the lane it was sent on. P2P frames use lane 0. */
+void dt__tcp_post_send_on(dt__tcp *t, dt__tcp_xfer *x, int peer, int lane, const dt__tcp_frame *f, const void *buf,
+                          size_t len);
+void dt__tcp_post_recv_on(dt__tcp *t, dt__tcp_xfer *x, int peer, int lane, const dt__tcp_frame *f, void *buf,
+                          size_t len);
+static inline void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, const void *buf,
+                                     size_t len)
+{
+    dt__tcp_post_send_on(t, x, peer, 0, f, buf, len);
+}
+static inline void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, void *buf,
+                                     size_t len)
+{
+    dt__tcp_post_recv_on(t, x, peer, 0, f, buf, len);
+}
 /* Move every posted transfer until x[0..nx) are complete (nx < 0: until
  * nothing is posted). Fails (recording it) on a deadline, a peer's failure,
  * a mismatch or an abort. */
 int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns);
+/* The same until done(t, arg) holds (checked before each poll). */
+int dt__tcp_wait_until(dt__tcp *t, bool (*done)(dt__tcp *t, void *arg), void *arg, int64_t deadline_ns);
 static inline int dt__tcp_wait_all(dt__tcp *t, int64_t deadline_ns) { return dt__tcp_wait(t, NULL, -1, deadline_ns); }
 /* At an op's start: read to the end what peers that shut their side sent,
  * so an ABORT frame queued behind data is seen (fails the op). */
@@ -180,6 +209,8 @@ int dt__tcp_allgather(dt__tcp *t, const dt__coll *c);
 int dt__tcp_scatter(dt__tcp *t, const dt__coll *c);
 int dt__tcp_alltoall(dt__tcp *t, const dt__coll *c);
 int dt__tcp_barrier(dt__tcp *t, const dt__coll *c);
-int dt__tcp_p2p_batch(dt__tcp *t, dt__p2p *ops, int nops, int64_t deadline_ns);
+int dt__tcp_p2p(dt__tcp *t, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
+/* Forget the messages p2p() posted (after a failure, and at destroy). */
+void dt__tcp_p2p_drop(dt__tcp *t);
 
 #endif /* DTRAIN_DIST_TCP_H */

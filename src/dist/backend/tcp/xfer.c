@@ -142,12 +142,32 @@ static void xfer_init(dt__tcp_xfer *x, int peer, bool is_send, const dt__tcp_fra
     x->source = -1;
 }
 
-void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, const void *buf, size_t len)
+static int link_of(const dt__tcp *t, int rank, int lane) { return rank * t->nconn + lane % t->nconn; }
+static int rank_of(const dt__tcp *t, int l) { return l / t->nconn; }
+
+void dt__tcp_post_send_on(dt__tcp *t, dt__tcp_xfer *x, int peer, int lane, const dt__tcp_frame *f, const void *buf,
+                          size_t len)
 {
     xfer_init(x, peer, true, f, buf, len);
     if (atomic_load(&t->fail_code)) return;
-    dt__tcp_peer *p = &t->peers[peer];
-    if (peer == t->rank) { /* to self: straight onto our own unexpected list */
+    dt__tcp_peer *p = &t->peers[link_of(t, peer, lane)];
+    if (peer == t->rank) { /* to self: into the receive posted for it, else onto our own unexpected list */
+        dt__tcp_xfer *r = p->rq;
+        while (r && !takes(r, &x->f)) r = r->next;
+        if (r) {
+            if (check_frame(t, peer, &x->f, r) < 0) return;
+            unlink_xfer(&p->rq, &p->rq_tail, r);
+        } else if (x->f.type == DT__TCP_F_P2P) {
+            for (r = t->any; r && !(r->f.tag == x->f.tag && r->len == len); r = r->next) {}
+            if (r) unlink_xfer(&t->any, NULL, r);
+        }
+        if (r) {
+            if (len) memcpy(r->buf, buf, len);
+            r->complete = true;
+            r->source = peer;
+            x->complete = true;
+            return;
+        }
         dt__tcp_msg *m = dt_alloc(sizeof *m + len, DT_MEM_COMM);
         if (!m) {
             dt__tcp_fail(t, DT_ENOMEM, 0, "tcp: no memory for a message of %zu bytes to self", len);
@@ -167,9 +187,10 @@ void dt__tcp_post_send(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_fram
 
 /* If j's frame being read right now is an unexpected one that x would take
  * (it comes before anything posted later), let x take it over. */
-static bool take_inflight(dt__tcp *t, int j, dt__tcp_xfer *x, bool any)
+static bool take_inflight(dt__tcp *t, int l, dt__tcp_xfer *x, bool any)
 {
-    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_peer *p = &t->peers[l];
+    int j = rank_of(t, l);
     dt__tcp_msg *m = p->rmsg;
     if (!m || p->rf_got < sizeof p->rf || !takes(x, &m->f)) return false;
     if (any && !(m->f.tag == x->f.tag && m->f.len == x->len)) return false;
@@ -182,26 +203,28 @@ static bool take_inflight(dt__tcp *t, int j, dt__tcp_xfer *x, bool any)
     return true;
 }
 
-void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_frame *f, void *buf, size_t len)
+void dt__tcp_post_recv_on(dt__tcp *t, dt__tcp_xfer *x, int peer, int lane, const dt__tcp_frame *f, void *buf,
+                          size_t len)
 {
     xfer_init(x, peer, false, f, buf, len);
     if (atomic_load(&t->fail_code)) return;
     dt__tcp_msg *m, *prev;
-    if (peer == DT_ANY_SOURCE) {
+    if (peer == DT_ANY_SOURCE) { /* p2p: lane 0 */
         for (int j = 0; j < t->size; j++) {
-            dt__tcp_peer *p = &t->peers[j];
+            dt__tcp_peer *p = &t->peers[link_of(t, j, 0)];
             if ((m = first_msg(p, x, &prev)) && m->f.tag == x->f.tag && m->f.len == len) {
                 take_msg(p, m, prev, x, j);
                 return;
             }
-            if (!m && take_inflight(t, j, x, true)) return;
+            if (!m && take_inflight(t, link_of(t, j, 0), x, true)) return;
         }
         dt__tcp_xfer *tail = t->any;
         while (tail && tail->next) tail = tail->next;
         append(&t->any, &tail, x);
         return;
     }
-    dt__tcp_peer *p = &t->peers[peer];
+    int l = link_of(t, peer, lane);
+    dt__tcp_peer *p = &t->peers[l];
     if ((m = first_msg(p, x, &prev))) {
         if (check_frame(t, peer, &m->f, x) < 0) return;
         take_msg(p, m, prev, x, peer);
@@ -212,36 +235,40 @@ void dt__tcp_post_recv(dt__tcp *t, dt__tcp_xfer *x, int peer, const dt__tcp_fram
             check_frame(t, peer, &m->f, x);
             return;
         }
-    if (take_inflight(t, peer, x, false)) return;
+    if (take_inflight(t, l, x, false)) return;
     append(&p->rq, &p->rq_tail, x);
 }
 
 /* ---------------------------------------------------------------- moving */
 
-static bool needed(const dt__tcp *t, int j)
+/* Whether link l has work posted (an any-source receive needs every peer's lane 0). */
+static bool needed(const dt__tcp *t, int l)
 {
-    const dt__tcp_peer *p = &t->peers[j];
-    return p->sq || p->rq || p->rx || (t->any && j != t->rank);
+    const dt__tcp_peer *p = &t->peers[l];
+    return p->sq || p->rq || p->rx || (t->any && l % t->nconn == 0 && rank_of(t, l) != t->rank);
 }
 
 static uint64_t needed_mask(const dt__tcp *t)
 {
     uint64_t m = 0;
-    for (int j = 0; j < t->size && j < 64; j++)
-        if (j != t->rank && needed(t, j)) m |= 1ull << j;
+    for (int l = 0; l < t->nlink; l++) {
+        int j = rank_of(t, l);
+        if (j != t->rank && j < 64 && needed(t, l)) m |= 1ull << j;
+    }
     return m;
 }
 
-static int peer_lost(dt__tcp *t, int j, const char *what, int err)
+static int peer_lost(dt__tcp *t, int l, const char *what, int err)
 {
-    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_peer *p = &t->peers[l];
+    int j = rank_of(t, l);
     return dt__tcp_fail(t, DT_EPEER, j < 64 ? 1ull << j : 0, "rank %d (%s) %s%s%s while rank %d was in %s", j, p->addr,
                         what, err ? ": " : "", err ? strerror(err) : "", t->rank, t->op ? t->op : "an op");
 }
 
-static int do_send(dt__tcp *t, int j)
+static int do_send(dt__tcp *t, int l)
 {
-    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_peer *p = &t->peers[l];
     dt__tcp_xfer *x;
     while ((x = p->sq)) {
         const size_t hl = sizeof x->f;
@@ -258,7 +285,7 @@ static int do_send(dt__tcp *t, int j)
         if (k < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
             if (errno == EINTR) continue;
-            return peer_lost(t, j, "lost its connection", errno);
+            return peer_lost(t, l, "lost its connection", errno);
         }
         x->done += (size_t)k;
         if (x->done == hl + x->len) {
@@ -271,10 +298,11 @@ static int do_send(dt__tcp *t, int j)
     return 0;
 }
 
-/* The header of j's frame is in: find its receive, or a buffer for it. */
-static int dispatch(dt__tcp *t, int j)
+/* The header of link l's frame is in: find its receive, or a buffer for it. */
+static int dispatch(dt__tcp *t, int l)
 {
-    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_peer *p = &t->peers[l];
+    int j = rank_of(t, l);
     dt__tcp_frame *f = &p->rf;
     if (f->magic != DT__TCP_FRAME_MAGIC)
         return dt__tcp_fail(t, DT_EPROTO, 0, "rank %d (%s) sent a frame with bad magic %#x", j, p->addr,
@@ -291,7 +319,7 @@ static int dispatch(dt__tcp *t, int j)
         } else if (f->type == DT__TCP_F_COLL) {
             for (dt__tcp_xfer *y = p->rq; y; y = y->next)
                 if (conflicts(y, f)) return check_frame(t, j, f, y);
-        } else {
+        } else if (l % t->nconn == 0) {
             for (x = t->any; x && !(x->f.tag == f->tag && x->len == f->len); x = x->next) {}
             if (x) unlink_xfer(&t->any, NULL, x);
         }
@@ -313,9 +341,9 @@ static int dispatch(dt__tcp *t, int j)
     return 0;
 }
 
-static int finish_frame(dt__tcp *t, int j)
+static int finish_frame(dt__tcp *t, int l)
 {
-    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_peer *p = &t->peers[l];
     p->rf_got = 0;
     p->r_done = 0;
     if (p->rx) {
@@ -325,35 +353,35 @@ static int finish_frame(dt__tcp *t, int j)
     }
     dt__tcp_msg *m = p->rmsg;
     p->rmsg = NULL;
-    if (m->f.type == DT__TCP_F_ABORT) return dt__tcp_adopt_abort(t, j, m);
+    if (m->f.type == DT__TCP_F_ABORT) return dt__tcp_adopt_abort(t, rank_of(t, l), m);
     if (p->uq_tail) p->uq_tail->next = m;
     else p->uq = m;
     p->uq_tail = m;
     return 0;
 }
 
-/* j closed its side. Fine unless we are in the middle of its frame or need it. */
-static int on_eof(dt__tcp *t, int j)
+/* Link l's peer closed its side. Fine unless we are in the middle of its frame or need it. */
+static int on_eof(dt__tcp *t, int l)
 {
-    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_peer *p = &t->peers[l];
     p->eof = true;
-    if (p->rf_got) return peer_lost(t, j, "closed its connection in the middle of a frame", 0);
-    if (needed(t, j)) return peer_lost(t, j, "closed its connection (it exited or failed)", 0);
+    if (p->rf_got) return peer_lost(t, l, "closed its connection in the middle of a frame", 0);
+    if (needed(t, l)) return peer_lost(t, l, "closed its connection (it exited or failed)", 0);
     return 0;
 }
 
-/* Read what j has sent: frames for posted receives, else into buffers.
- * drain: read to the end (j closed its side) even with nothing posted. */
-static int do_recv(dt__tcp *t, int j, bool drain)
+/* Read what came on link l: frames for posted receives, else into buffers.
+ * drain: read to the end (the peer closed its side) even with nothing posted. */
+static int do_recv(dt__tcp *t, int l, bool drain)
 {
-    dt__tcp_peer *p = &t->peers[j];
+    dt__tcp_peer *p = &t->peers[l];
     size_t budget = DT__TCP_READ_BURST;
     while (budget && !p->eof && !atomic_load(&t->fail_code)) {
         char *dst;
         size_t want;
         bool hdr = p->rf_got < sizeof p->rf;
         if (hdr) {
-            if (!p->rf_got && !drain && !needed(t, j)) return 0;
+            if (!p->rf_got && !drain && !needed(t, l)) return 0;
             dst = (char *)&p->rf + p->rf_got;
             want = sizeof p->rf - p->rf_got;
         } else {
@@ -361,45 +389,71 @@ static int do_recv(dt__tcp *t, int j, bool drain)
             want = p->rf.len - p->r_done;
         }
         ssize_t k = want ? recv(p->fd, dst, want, MSG_DONTWAIT) : 0;
-        if (want && k == 0) return on_eof(t, j);
+        if (want && k == 0) return on_eof(t, l);
         if (k < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
             if (errno == EINTR) continue;
-            if (!p->rf_got && !needed(t, j)) { /* reset after its last frame: gone, not a failure yet */
+            if (!p->rf_got && !needed(t, l)) { /* reset after its last frame: gone, not a failure yet */
                 p->eof = true;
                 return 0;
             }
-            return peer_lost(t, j, "lost its connection", errno);
+            return peer_lost(t, l, "lost its connection", errno);
         }
         budget = (size_t)k < budget ? budget - (size_t)k : 0;
         if (hdr) {
             p->rf_got += (size_t)k;
             if (p->rf_got < sizeof p->rf) continue;
-            DT_CHECK(dispatch(t, j));
-            if (p->rf.len == 0) DT_CHECK(finish_frame(t, j));
+            DT_CHECK(dispatch(t, l));
+            if (p->rf.len == 0) DT_CHECK(finish_frame(t, l));
         } else {
             p->r_done += (size_t)k;
-            if (p->r_done == p->rf.len) DT_CHECK(finish_frame(t, j));
+            if (p->r_done == p->rf.len) DT_CHECK(finish_frame(t, l));
         }
     }
     return dt__tcp_check(t);
 }
 
-static bool all_done(const dt__tcp *t, const dt__tcp_xfer *x, int nx)
+typedef struct {
+    const dt__tcp_xfer *x;
+    int nx;
+} xfer_set;
+
+static bool all_done(dt__tcp *t, void *arg)
 {
-    if (nx >= 0) {
-        for (int i = 0; i < nx; i++)
-            if (!x[i].complete) return false;
+    const xfer_set *s = arg;
+    if (s->nx >= 0) {
+        for (int i = 0; i < s->nx; i++)
+            if (!s->x[i].complete) return false;
         return true;
     }
-    for (int j = 0; j < t->size; j++)
-        if (needed(t, j)) return false;
+    for (int l = 0; l < t->nlink; l++)
+        if (needed(t, l)) return false;
     return !t->any;
 }
 
 int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
 {
-    int n = t->size;
+    xfer_set s = {x, nx};
+    return dt__tcp_wait_until(t, all_done, &s, deadline_ns);
+}
+
+/* The spin before sleeping adapts (up to spin_ns): a wait that the spin
+ * ended, or a sleep that a longer spin would have saved, lengthens it; a
+ * spin that was followed by a long sleep shortens it. So where the peers'
+ * data comes quickly (each rank has a core) the ranks spin, and on a crowded
+ * machine, where spinning takes the core from the rank being waited for,
+ * they sleep at once. */
+static void adapt_spin(dt__tcp *t, bool hit, int64_t slept_ns)
+{
+    int64_t c = t->spin_cur;
+    if (hit || slept_ns < t->spin_ns) c = c + c / 2 + 1000;
+    else c /= 2;
+    t->spin_cur = c > t->spin_ns ? t->spin_ns : c < 1000 ? 0 : c;
+}
+
+int dt__tcp_wait_until(dt__tcp *t, bool (*done)(dt__tcp *t, void *arg), void *arg, int64_t deadline_ns)
+{
+    int n = t->nlink;
     struct pollfd local[17], *pf = n + 1 <= 17 ? local : dt_alloc((size_t)(n + 1) * sizeof *pf, DT_MEM_COMM);
     if (!pf) return dt__tcp_fail(t, DT_ENOMEM, 0, "tcp: no memory to poll %d connections", n);
     int64_t t0 = dt_now_ns();
@@ -410,9 +464,9 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
             rc = dt__tcp_fail(t, DT_EABORTED, 0, "rank %d aborted group '%s'", t->rank, t->group);
             break;
         }
-        if (all_done(t, x, nx)) break;
+        if (done(t, arg)) break;
         for (int j = 0; j < n && rc == 0; j++)
-            if (j != t->rank && t->peers[j].eof && needed(t, j))
+            if (rank_of(t, j) != t->rank && t->peers[j].eof && needed(t, j))
                 rc = peer_lost(t, j, "closed its connection (it exited or failed)", 0);
         if (rc < 0) break;
         int64_t now = dt_now_ns();
@@ -426,7 +480,7 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
             pf[j].fd = -1;
             pf[j].events = 0;
             pf[j].revents = 0;
-            if (j == t->rank || p->fd < 0) continue;
+            if (rank_of(t, j) == t->rank || p->fd < 0) continue;
             short ev = 0;
             if (p->sq) ev |= POLLOUT;
             if (!p->eof) ev |= POLLRDHUP | (needed(t, j) || p->rf_got ? POLLIN : 0);
@@ -437,13 +491,20 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
         pf[n].revents = 0;
         int64_t ms = (deadline_ns - now) / 1000000 + 1;
         if (ms > 1000) ms = 1000;
-        /* spin on a non-blocking poll for a while before sleeping in it */
+        /* spin on a non-blocking poll for up to spin_cur before sleeping in it */
         int k = poll(pf, (nfds_t)n + 1, 0);
-        if (k == 0 && t->spin_ns > 0) {
-            int64_t until = dt_now_ns() + t->spin_ns;
+        bool spun = false;
+        if (k == 0 && t->spin_cur > 0) {
+            int64_t until = dt_now_ns() + t->spin_cur;
             while ((k = poll(pf, (nfds_t)n + 1, 0)) == 0 && dt_now_ns() < until) {}
+            spun = true;
+            if (k > 0) adapt_spin(t, true, 0);
         }
-        if (k == 0) k = poll(pf, (nfds_t)n + 1, (int)ms);
+        if (k == 0) {
+            int64_t s0 = dt_now_ns();
+            k = poll(pf, (nfds_t)n + 1, (int)ms);
+            if (k > 0 || spun) adapt_spin(t, false, dt_now_ns() - s0);
+        }
         if (k < 0) {
             if (errno == EINTR) continue;
             rc = dt__tcp_fail(t, DT_ESYS, 0, "tcp: poll: %s", strerror(errno));
@@ -469,12 +530,12 @@ int dt__tcp_wait(dt__tcp *t, dt__tcp_xfer *x, int nx, int64_t deadline_ns)
 
 int dt__tcp_check_hangups(dt__tcp *t)
 {
-    int n = t->size, rc = 0;
+    int n = t->nlink, rc = 0;
     struct pollfd local[16], *pf = n <= 16 ? local : dt_alloc((size_t)n * sizeof *pf, DT_MEM_COMM);
     if (!pf) return dt__tcp_fail(t, DT_ENOMEM, 0, "tcp: no memory to poll %d connections", n);
     for (int j = 0; j < n; j++) {
         dt__tcp_peer *p = &t->peers[j];
-        pf[j].fd = j == t->rank || p->fd < 0 || p->eof ? -1 : p->fd;
+        pf[j].fd = rank_of(t, j) == t->rank || p->fd < 0 || p->eof ? -1 : p->fd;
         pf[j].events = POLLRDHUP;
         pf[j].revents = 0;
     }
