@@ -4,7 +4,8 @@
  * which DT_ASSERT failures end the child with status 1. The parent reaps every
  * child, with a hang detector: a child still running after HANG_S seconds is
  * killed and counts as a failure. Children may be expected to die (fault
- * tests): pass their ranks in `dies`. The backend is shm unless the test's
+ * tests): pass their ranks in `dies`; they must end by SIGKILL (a victim
+ * ended by the hang alarm's SIGALRM hung, it did not die as planned). The backend is shm unless the test's
  * command line says `--backend NAME` (spawn_args) or DT_TEST_BACKEND does. */
 #ifndef TESTS_DIST_SPAWN_H
 #define TESTS_DIST_SPAWN_H
@@ -52,7 +53,7 @@ static dt_pg *test_pg(int rank, int n, int64_t timeout_ms)
 }
 
 /* Fork n ranks running fn; returns the number of children that did not end
- * as expected (exit 0, or killed by a signal for ranks whose bit is in dies). */
+ * as expected (exit 0, or killed by SIGKILL for ranks whose bit is in dies). */
 static int spawn_ranks(int n, rank_fn fn, void *arg, unsigned dies)
 {
     dt_store_opts so = DT_STORE_OPTS_INIT;
@@ -91,7 +92,7 @@ static int spawn_ranks(int n, rank_fn fn, void *arg, unsigned dies)
             continue;
         }
         bool want_death = dies & (1u << r);
-        bool ok = want_death ? WIFSIGNALED(st) : (WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        bool ok = want_death ? (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) : (WIFEXITED(st) && WEXITSTATUS(st) == 0);
         if (!ok) {
             fprintf(stderr, "rank %d (pid %d) ended with status %#x\n", r, (int)pids[r], st);
             bad++;

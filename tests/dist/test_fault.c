@@ -8,14 +8,16 @@
  * spawn.h's hang detector bounds the test. Store clients killed mid-request
  * are tested in tests/dist/store/test_store_tcp_multi.c. */
 #include "spawn.h"
-#include "dist/dist_internal.h"
 #include "dist/backend/shm/shm.h"
 
-#include <sched.h>
-
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define BIG (8u << 20) /* floats: 32 MiB, many staging chunks */
 
@@ -36,22 +38,60 @@ static void expect_failed(dt_pg *pg, const char *needle)
     DT_ASSERT(w == NULL);
 }
 
-/* The victim's killer: waits until this rank's shm step counter shows it is
- * ten steps into the all_reduce (past the header round, a few staging chunks
- * into 64), then kills the process: always in the middle of the op. */
-static void *suicide(void *arg)
+/* The victim's death, at a known point of its all_reduce and nowhere else.
+ * The staging algorithm (allreduce.c) takes a BIG buffer through the slots in
+ * chunks of DT__SHM_SLOT bytes, in order; before its third all_reduce the
+ * victim makes chunk TRAP_CHUNK of its buffer inaccessible, so the op faults
+ * on its first touch of it (the copy-in of that chunk, after TRAP_CHUNK
+ * chunks have gone through every rank) and the handler kills the process.
+ * No thread and no clock decides the moment: the victim cannot die before it
+ * has entered the op nor get past that chunk, and its peers cannot get past
+ * it either (they wait for the victim's copy-in), so every survivor is inside
+ * all_reduce #3 when the victim dies, however the ranks are scheduled. */
+#define TRAP_CHUNK 3
+#define CHUNK_FLOATS (DT__SHM_SLOT / sizeof(float))
+_Static_assert((TRAP_CHUNK + 1) * CHUNK_FLOATS < BIG, "the trap lies inside the buffer, chunks before it");
+
+static void die_on_fault(int sig)
 {
-    dt__shm *st = ((dt_pg *)arg)->be;
-    _Atomic uint32_t *step = &st->ctrl[st->rank].step;
-    uint32_t s0 = atomic_load(step);
-    while ((int32_t)(atomic_load(step) - s0) < 10) sched_yield();
-    raise(SIGKILL);
-    return NULL;
+    (void)sig;
+    kill(getpid(), SIGKILL); /* async-signal-safe; SIGKILL, like a rank killed from outside */
 }
 
-/* The last rank dies inside its third all_reduce of BIG floats (a thread
- * kills the process once it is ten steps in); the others get DT_EPEER naming it, or
- * DT_ETIMEOUT listing it when the box is too loaded to notice the death first. */
+static void arm_trap(float *buf)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = die_on_fault;
+    sigemptyset(&sa.sa_mask);
+    DT_ASSERT_OK(sigaction(SIGSEGV, &sa, NULL));
+    DT_ASSERT_OK(sigaction(SIGBUS, &sa, NULL));
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)(buf + TRAP_CHUNK * CHUNK_FLOATS) + page - 1) & ~(page - 1);
+    uintptr_t hi = (uintptr_t)(buf + (TRAP_CHUNK + 1) * CHUNK_FLOATS) & ~(page - 1);
+    DT_ASSERT(hi > lo);
+    DT_ASSERT_MSG(mprotect((void *)lo, hi - lo, PROT_NONE) == 0, "mprotect: %s", strerror(errno));
+}
+
+/* Whether the failure message's list of ranks that did not take part names r. */
+static bool lists_rank(const char *e, int r)
+{
+    const char *q = strstr(e, "did not take part: ");
+    if (!q) return false;
+    q += strlen("did not take part: ");
+    for (;;) {
+        char *end;
+        long v = strtol(q, &end, 10);
+        if (end == q) return false;
+        if (v == r) return true;
+        if (strncmp(end, ", ", 2) != 0) return false;
+        q = end + 2;
+    }
+}
+
+/* The last rank dies inside its third all_reduce of BIG floats (the trap
+ * above); the others get DT_EPEER naming it, or DT_ETIMEOUT listing it when
+ * the box is too loaded to notice the death first (both list it). */
 static void killed_mid_allreduce(int rank, int n, void *arg)
 {
     int async = *(int *)arg;
@@ -62,9 +102,9 @@ static void killed_mid_allreduce(int rank, int n, void *arg)
     for (int k = 0; k < 2; k++) DT_ASSERT_OK(dt_pg_allreduce(pg, buf, buf, BIG, DT_F32, DT_RED_SUM, NULL, NULL));
     dt_pg_set_timeout(pg, 8000); /* short from here on (init and warm-up had a long one: a loaded box) */
     if (rank == victim) {
-        pthread_t t;
-        pthread_create(&t, NULL, suicide, pg);
-        for (;;) dt_pg_allreduce(pg, buf, buf, BIG, DT_F32, DT_RED_SUM, NULL, NULL);
+        arm_trap(buf);
+        int rc = dt_pg_allreduce(pg, buf, buf, BIG, DT_F32, DT_RED_SUM, NULL, NULL);
+        DT_ASSERT_MSG(0, "the victim's all_reduce #3 returned %d (%s) instead of faulting", rc, dt_last_error());
     }
     int rc;
     if (async) {
@@ -82,14 +122,16 @@ static void killed_mid_allreduce(int rank, int n, void *arg)
     DT_ASSERT_MSG(rc == DT_EPEER || rc == DT_ETIMEOUT, "rank %d: all_reduce returned %d: %s", rank, rc, e);
     DT_ASSERT_CONTAINS(e, "all_reduce #3");
     DT_ASSERT_CONTAINS(e, "group 'world'");
-    char want[64];
-    if (rc == DT_EPEER) snprintf(want, sizeof want, "rank %d (pid ", victim);
-    else snprintf(want, sizeof want, "did not take part: ");
-    DT_ASSERT_CONTAINS(e, want);
-    if (rc == DT_EPEER) DT_ASSERT_CONTAINS(e, "exited");
-    char missing[64];
-    snprintf(missing, sizeof missing, "did not take part: %s%d", rc == DT_EPEER || n == 2 ? "" : "", victim);
-    if (rc == DT_EPEER || n == 2) DT_ASSERT_CONTAINS(e, missing);
+    if (rc == DT_EPEER) {
+        char want[64];
+        snprintf(want, sizeof want, "rank %d (pid ", victim);
+        DT_ASSERT_CONTAINS(e, want);
+        DT_ASSERT_CONTAINS(e, "exited");
+    }
+    /* in either case the list names the victim: nobody gets past the trap,
+     * so every step a survivor waits for once the victim is dead is one it
+     * never published (a rank merely late on a loaded box may be listed too) */
+    DT_ASSERT_MSG(lists_rank(e, victim), "rank %d: the message does not list rank %d: %s", rank, victim, e);
     expect_failed(pg, "all_reduce #3");
     free(buf);
     dt_destroy_process_group(pg);
