@@ -50,7 +50,29 @@ PY
 err() { $py "$here/fmnist_compare.py" "$bench" "$1" "$2" 1 -q; }
 le() { $py -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$1" "$2"; }
 
-W=1      # ranks: torch by launch_torch.sh W, ours by dtrun --nproc_per_node=W (DDP on both sides)
+# The reference's ranks, started as ../shared/bench/launch_torch.sh starts them (env://,
+# one process per rank), but on a port that is free now (the kernel's pick for port 0)
+# instead of a random one that may belong to a test running beside this one; if torch still
+# finds it taken (a race), a new try. usage: torch_launch OUT W script.py args...
+torch_launch() {
+  local out=$1 n=$2 try r port rc; shift 2
+  for try in 1 2 3 4 5; do
+    port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    local pids=()
+    for ((r = 0; r < n; r++)); do
+      MASTER_ADDR=127.0.0.1 MASTER_PORT=$port RANK=$r LOCAL_RANK=$r WORLD_SIZE=$n LOCAL_WORLD_SIZE=$n OMP_NUM_THREADS=1 \
+        $py "$@" > "$out.$r" 2>&1 & pids+=($!)
+    done
+    rc=0; for r in "${pids[@]}"; do wait "$r" || rc=$?; done
+    cat "$out".* > "$out"; rm -f "$out".*
+    [ "$rc" = 0 ] && return 0
+    grep -q "Address already in use" "$out" || return 1
+    echo "  (port $port was taken before torch bound it; trying another)"
+  done
+  return 1
+}
+
+W=1      # ranks: torch by torch_launch W, ours by dtrun --nproc_per_node=W (DDP on both sides)
 ours() {
   if [ "$W" = 1 ]; then "$build/bin/train_fmnist" "$@"
   else "$build/bin/dtrun" --standalone --nproc_per_node="$W" "$build/bin/train_fmnist" "$@"; fi
@@ -61,8 +83,8 @@ check() {  # name model steps fallback(0/1) flags...
   [ "$W" = 1 ] || name=$name.world$W
   local d=$tmp/$name.$steps; mkdir -p "$d"
   init "$model" 0 "$d/A.safetensors"
-  OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" "$W" "$bench/torch_fmnist_ddp.py" --model "$model" --steps "$steps" \
-      --init "$d/A.safetensors" --save "$d/B.safetensors" "$@" > "$d/torch.out" 2>&1 || { cat "$d/torch.out"; echo "FAIL $name: torch run"; fails=$((fails+1)); return; }
+  torch_launch "$d/torch.out" "$W" "$bench/torch_fmnist_ddp.py" --model "$model" --steps "$steps" \
+      --init "$d/A.safetensors" --save "$d/B.safetensors" "$@" || { cat "$d/torch.out"; echo "FAIL $name: torch run"; fails=$((fails+1)); return; }
   ours --model "$model" --steps "$steps" --init "$d/A.safetensors" --save "$d/C.safetensors" "$@" \
       > "$d/ours.out" 2>&1 || { cat "$d/ours.out"; echo "FAIL $name: our run"; fails=$((fails+1)); return; }
   echo "== $name, $steps steps: --model $model $*"

@@ -34,7 +34,29 @@ field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" "$1"; }   # file key
 cmpf() { $py "$here/gpt_compare.py" "$bench" "$1" "$2"; }
 get() { echo "$1" | sed -n "s/.*$2=\([^ ]*\).*/\1/p"; }   # compare-line key
 
-W=1      # ranks: torch by launch_torch.sh W, ours by dtrun --nproc_per_node=W (DDP on both sides)
+# The reference's ranks, started as ../shared/bench/launch_torch.sh starts them (env://,
+# one process per rank), but on a port that is free now (the kernel's pick for port 0)
+# instead of a random one that may belong to a test running beside this one; if torch still
+# finds it taken (a race), a new try. usage: torch_launch OUT W script.py args...
+torch_launch() {
+  local out=$1 n=$2 try r port rc; shift 2
+  for try in 1 2 3 4 5; do
+    port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    local pids=()
+    for ((r = 0; r < n; r++)); do
+      MASTER_ADDR=127.0.0.1 MASTER_PORT=$port RANK=$r LOCAL_RANK=$r WORLD_SIZE=$n LOCAL_WORLD_SIZE=$n OMP_NUM_THREADS=1 \
+        $py "$@" > "$out.$r" 2>&1 & pids+=($!)
+    done
+    rc=0; for r in "${pids[@]}"; do wait "$r" || rc=$?; done
+    cat "$out".* > "$out"; rm -f "$out".*
+    [ "$rc" = 0 ] && return 0
+    grep -q "Address already in use" "$out" || return 1
+    echo "  (port $port was taken before torch bound it; trying another)"
+  done
+  return 1
+}
+
+W=1      # ranks: torch by torch_launch W, ours by dtrun --nproc_per_node=W (DDP on both sides)
 ours() {
   if [ "$W" = 1 ]; then "$build/bin/train_gpt" "$@"
   else "$build/bin/dtrun" --standalone --nproc_per_node="$W" "$build/bin/train_gpt" "$@" | sed 's/^\[[0-9]*\]: //'; fi
@@ -45,8 +67,8 @@ check() {  # name steps lr flags...
   [ "$W" = 1 ] || name=$name.world$W
   local d=$tmp/$name; mkdir -p "$d"
   "$build/bin/train_gpt" --steps 0 --save "$d/A.safetensors" "$@" > "$d/init.out" 2>&1 || { cat "$d/init.out"; echo "FAIL $name: init"; fails=$((fails+1)); return; }
-  OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" "$W" "$bench/torch_gpt_ddp.py" --steps "$steps" --lr "$lr" \
-      --init "$d/A.safetensors" --save "$d/B.safetensors" "$@" > "$d/torch.out" 2>&1 || { cat "$d/torch.out"; echo "FAIL $name: torch run"; fails=$((fails+1)); return; }
+  torch_launch "$d/torch.out" "$W" "$bench/torch_gpt_ddp.py" --steps "$steps" --lr "$lr" \
+      --init "$d/A.safetensors" --save "$d/B.safetensors" "$@" || { cat "$d/torch.out"; echo "FAIL $name: torch run"; fails=$((fails+1)); return; }
   ours --steps "$steps" --lr "$lr" --init "$d/A.safetensors" --save "$d/C.safetensors" "$@" \
       > "$d/ours.out" 2>&1 || { cat "$d/ours.out"; echo "FAIL $name: our run"; fails=$((fails+1)); return; }
   echo "== $name: --steps $steps --lr $lr $*"
@@ -71,8 +93,8 @@ check() {  # name steps lr flags...
   elif [ "$W" != 1 ]; then
     echo "FAIL $name: err(torch, ours) = $e > 1e-4 (no f64 replica for DDP runs)"; ok=0
   else
-    OMP_NUM_THREADS=1 bash "$bench/launch_torch.sh" 1 "$here/run_f64.py" "$bench/torch_gpt_ddp.py" --steps "$steps" --lr "$lr" \
-        --init "$d/A.safetensors" --save "$d/D.safetensors" "$@" > "$d/f64.out" 2>&1 || { cat "$d/f64.out"; echo "FAIL $name: f64 run"; fails=$((fails+1)); return; }
+    torch_launch "$d/f64.out" 1 "$here/run_f64.py" "$bench/torch_gpt_ddp.py" --steps "$steps" --lr "$lr" \
+        --init "$d/A.safetensors" --save "$d/D.safetensors" "$@" || { cat "$d/f64.out"; echo "FAIL $name: f64 run"; fails=$((fails+1)); return; }
     local eo et bound
     eo=$(get "$(cmpf "$d/D.safetensors" "$d/C.safetensors")" main); et=$(get "$(cmpf "$d/D.safetensors" "$d/B.safetensors")" main)
     bound=$($py -c "import sys; print(max(1e-4, 1.5 * float(sys.argv[1])))" "$et")
