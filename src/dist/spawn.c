@@ -3,6 +3,7 @@
  * rest at the first failure. Does not restart anything: dtrun does that. */
 #define _GNU_SOURCE
 #include <dtrain/spawn.h>
+#include "dist/backend/backend.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -174,4 +175,19 @@ int dt_spawn(dt_spawn_fn fn, int nprocs, void *arg)
     dt_free(ranks);
     dt_store_release(store);
     return rc;
+}
+
+bool dt__pid_gone(pid_t pid)
+{
+    if (pid <= 0) return false;
+    if (kill(pid, 0) != 0) return errno == ESRCH;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');   /* the state follows the command name */
+    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 }

@@ -44,6 +44,8 @@
 #include <dtrain/dist.h>
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
 
 typedef enum {
     DT__OP_ALLREDUCE = 0, DT__OP_BROADCAST, DT__OP_REDUCE, DT__OP_ALLGATHER, DT__OP_GATHER,
@@ -145,5 +147,9 @@ const dt__backend_ops *dt__backend_find(const char *name);
 extern const dt__backend_ops dt__backend_shm;
 extern const dt__backend_ops dt__backend_tcp;
 extern const dt__backend_ops dt__backend_hier;
+
+/* spawn.c: whether process pid has exited (gone, or a zombie not yet reaped): how a
+ * backend tells a dead peer on its own host from a slow one. false for pid <= 0. */
+bool dt__pid_gone(pid_t pid);
 
 #endif /* DTRAIN_DIST_BACKEND_H */

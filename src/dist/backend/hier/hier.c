@@ -99,22 +99,6 @@ static void abort_parts(dt__hier *h)
         if (parts[i]->ops) parts[i]->ops->abort(parts[i]->be);
 }
 
-/* A process that is gone (or a zombie). */
-static bool dead(pid_t pid)
-{
-    if (pid <= 0) return false;
-    if (kill(pid, 0) < 0 && errno == ESRCH) return true;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
-}
-
 /* in (a component's message) with its rank numbers as group ranks: every
  * "rank N" and the list after "ranks that did not take part: ". */
 static void translate(const dt__hier_part *p, const char *in, char *out, size_t cap)
@@ -166,7 +150,7 @@ int dt__hier_fail(dt__hier *h, dt__hier_part *p, int code)
      * exited since; its record is in the store.) */
     int gone = -1;
     for (int r = 0; code == DT_EPEER && r < h->size && gone < 0; r++)
-        if (r != h->rank && h->host[r] == h->my_host && dead(h->pid[r])) gone = r;
+        if (r != h->rank && h->host[r] == h->my_host && dt__pid_gone(h->pid[r])) gone = r;
     bool definite = gone >= 0;
     if (definite) {
         code = DT_EPEER;

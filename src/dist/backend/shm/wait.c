@@ -131,21 +131,7 @@ int dt__shm_fail(dt__shm *st, int code, uint64_t missing, const char *fmt, ...)
 }
 
 /* Whether rank r's process has exited (a zombie counts). */
-static bool peer_dead(dt__shm *st, int r)
-{
-    pid_t pid = st->ctrl[r].pid;
-    if (pid <= 0) return false;
-    if (kill(pid, 0) != 0) return errno == ESRCH;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-}
+static bool peer_dead(dt__shm *st, int r) { return dt__pid_gone(st->ctrl[r].pid); }
 
 void dt__shm_publish(dt__shm *st)
 {
