@@ -20,6 +20,8 @@
 #include <limits.h>
 #include <math.h>
 
+#include "tensor/vmath.h"
+
 /* A (rows, cols) matrix per batch entry: element (r, c) of entry e at
  * p + (boff(e) + r * ld + c) * esize, boff from the batch strides bs. */
 typedef struct {
@@ -80,9 +82,9 @@ static int64_t row_len(const sdpa_args *a, int64_t i) { return a->causal && i + 
         for (int64_t i = 0; i < a->L; i++) {                                             \
             T *r = s + i * a->S;                                                         \
             int64_t n = row_len(a, i);                                                   \
-            T m = n ? r[0] : 0, sum = 0;                                                 \
-            for (int64_t j = 1; j < n; j++) if (r[j] > m) m = r[j];                      \
-            for (int64_t j = 0; j < n; j++) { T e = EXP(r[j] - m); r[j] = e; sum += e; }  \
+            T m = n ? dt__lanemax_##T(r, n) : 0, sum = 0;                                \
+            for (int64_t j = 0; j < n; j++) r[j] = EXP(r[j] - m);                        \
+            sum = dt__lanesum_##T(r, n);                                                 \
             T inv = n ? (T)1 / sum : 0;                                                  \
             for (int64_t j = 0; j < n; j++) r[j] *= inv;                                 \
             for (int64_t j = n; j < a->S; j++) r[j] = 0;                                 \
@@ -109,13 +111,12 @@ static int64_t row_len(const sdpa_args *a, int64_t i) { return a->causal && i + 
             const T *pr = p + i * a->S;                                                  \
             T *dr = dp + i * a->S;                                                       \
             int64_t n = row_len(a, i);                                                   \
-            T dot = 0;                                                                   \
-            for (int64_t j = 0; j < n; j++) dot += pr[j] * dr[j];                        \
+            T dot = dt__lanedot_##T(pr, dr, n);                                          \
             for (int64_t j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - dot) * sc;          \
             for (int64_t j = n; j < a->S; j++) dr[j] = 0;                                \
         }                                                                                \
     }
-SDPA_ROWS(float, expf)
+SDPA_ROWS(float, dt__vexpf_fast)
 SDPA_ROWS(double, exp)
 
 static void fwd_entries(void *arg, int64_t e0, int64_t e1, int tid)

@@ -14,6 +14,8 @@
 
 #include <math.h>
 
+#include "tensor/vmath.h"
+
 static dt_dtype ctype(dt_dtype t) { return t == DT_F64 ? DT_F64 : DT_F32; }
 
 static dt_tensor *finish(dt_tensor *y, dt_dtype as)
@@ -85,11 +87,14 @@ typedef struct {
     {                                                                                   \
         for (int64_t i = r0; i < r1; i++) {                                             \
             const T *r = x + i * C;                                                     \
-            T m = r[0];                                                                 \
-            for (int64_t k = 1; k < C; k++) if (r[k] > m) m = r[k];                     \
+            T m = dt__lanemax_##T(r, C);                                                \
             if (m == -(T)INFINITY) m = 0;                                               \
-            T s = 0;                                                                    \
-            for (int64_t k = 0; k < C; k++) s += EXP(r[k] - m);                         \
+            T acc[16] = {0}, s = 0; /* vmath.h's 16-lane order */                      \
+            int64_t k = 0;                                                              \
+            for (; k + 16 <= C; k += 16)                                                \
+                for (int l = 0; l < 16; l++) acc[l] += EXP(r[k + l] - m);               \
+            for (int l = 0; l < 16; l++) s += acc[l];                                   \
+            for (; k < C; k++) s += EXP(r[k] - m);                                      \
             lse[i] = m + LOG(s);                                                        \
         }                                                                               \
     }                                                                                   \
@@ -98,7 +103,7 @@ typedef struct {
         for (int64_t k = 0; k < C; k++) gx[k] = scale * EXP(x[k] - lse);                \
         gx[t] -= scale;                                                                 \
     }
-CE_LOOPS(float, expf, logf)
+CE_LOOPS(float, dt__vexpf_fast, logf)
 CE_LOOPS(double, exp, log)
 
 static void lse_range(void *arg, int64_t begin, int64_t end, int tid)

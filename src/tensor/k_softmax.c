@@ -1,7 +1,8 @@
 /* softmax and log_softmax over one dim, forward and backward, on the (outer, len,
  * inner) decomposition of a contiguous copy (no copy when the input already is one).
- * Max-subtracted, so large logits do not overflow. f32 uses the vectorisable exp of
- * tensor/vmath.h, f64 libm's. */
+ * Max-subtracted, so large logits do not overflow. f32 uses the float exp of
+ * tensor/vmath.h (for arguments <= 0), f64 libm's. Sums along a contiguous row go in
+ * vmath.h's fixed 16-lane order, which vectorises. */
 #include "tensor/tensor_internal.h"
 
 #include <math.h>
@@ -18,7 +19,10 @@ static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == D
                 const T *r = x + o * len * inner + i;                                    \
                 T *w = y + o * len * inner + i;                                          \
                 T m = r[0];                                                              \
-                for (int64_t k = 1; k < len; k++) if (r[k * inner] > m) m = r[k * inner]; \
+                if (inner == 1)                                                          \
+                    m = dt__lanemax_##T(r, len);                                         \
+                else                                                                     \
+                    for (int64_t k = 1; k < len; k++) if (r[k * inner] > m) m = r[k * inner]; \
                 if (m == -(T)INFINITY) m = 0;                                            \
                 /* e^(x - m) into w first (a loop that vectorises), then their sum   \
                  * in order; log_softmax overwrites w after */                          \
@@ -27,7 +31,10 @@ static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == D
                 else                                                                     \
                     for (int64_t k = 0; k < len; k++) w[k * inner] = EXP(r[k * inner] - m); \
                 T sum = 0;                                                               \
-                for (int64_t k = 0; k < len; k++) sum += w[k * inner];                   \
+                if (inner == 1)                                                          \
+                    sum = dt__lanesum_##T(w, len);                                       \
+                else                                                                     \
+                    for (int64_t k = 0; k < len; k++) sum += w[k * inner];               \
                 if (lg) {                                                                \
                     T lse = m + LOG(sum);                                                \
                     for (int64_t k = 0; k < len; k++) w[k * inner] = r[k * inner] - lse; \
@@ -43,15 +50,18 @@ static dt_dtype ctype(dt_dtype t) { return t == DT_F32 || t == DT_BF16 || t == D
             for (int64_t i = 0; i < inner; i++) {                                        \
                 int64_t base = o * len * inner + i;                                      \
                 T dot = 0;                                                               \
-                for (int64_t k = 0; k < len; k++)                                        \
-                    dot += lg ? g[base + k * inner] : g[base + k * inner] * y[base + k * inner]; \
+                if (inner == 1)                                                          \
+                    dot = lg ? dt__lanesum_##T(g + base, len) : dt__lanedot_##T(g + base, y + base, len); \
+                else                                                                     \
+                    for (int64_t k = 0; k < len; k++)                                    \
+                        dot += lg ? g[base + k * inner] : g[base + k * inner] * y[base + k * inner]; \
                 for (int64_t k = 0; k < len; k++) {                                      \
                     int64_t j = base + k * inner;                                        \
                     gx[j] = lg ? g[j] - EXP(y[j]) * dot : y[j] * (g[j] - dot);           \
                 }                                                                        \
             }                                                                            \
     }
-SOFTMAX_LOOPS(float, dt__vexpf, logf)
+SOFTMAX_LOOPS(float, dt__vexpf_fast, logf)
 SOFTMAX_LOOPS(double, exp, log)
 
 static void dims3(const dt_tensor *a, int d, int64_t *outer, int64_t *len, int64_t *inner)

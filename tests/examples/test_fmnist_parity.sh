@@ -14,7 +14,7 @@
 #       of random sign, and 20 SGD steps amplify differences through max-pool switches),
 #   (2) tensor by tensor, ours has no more elements beyond 1e-4 of the same training in float64
 #       (fmnist_f64.py, from the same init) than torch has, plus max(4, half torch's count)
-#       (fmnist_outliers.py). The largest deviation is not compared there: it is whichever of a
+#       (outliers.py). The largest deviation is not compared there: it is whichever of a
 #       few coin-flip elements flipped furthest, which changes with the CPU (mlp AdamW, 20 steps:
 #       torch 2.6e-4 and ours 9.7e-5 on an AMD Zen 5; torch 3.8e-4 and ours 9.2e-4 on an Intel
 #       Xeon, each with 1-2 such elements of 200,704 and every other element within 1e-4).
@@ -77,7 +77,7 @@ check() {  # name model steps fallback(0/1) flags...
     # at W times the batch size (rank r takes r, r+W, ...), so the f64 replica runs that
     local extra=(); [ "$W" = 1 ] || extra=(--batch-size $((64 * W)))
     $py "$here/fmnist_f64.py" "$bench" --model "$model" --steps "$steps" --init "$d/A.safetensors" --save "$d/D.safetensors" "$@" "${extra[@]}" > "$d/f64.out"
-    if $py "$here/fmnist_outliers.py" "$bench" "$d/D.safetensors" "$d/B.safetensors" "$d/C.safetensors" 1e-4 > "$d/outliers.out"; then
+    if $py "$here/outliers.py" "$bench" "$d/D.safetensors" "$d/B.safetensors" "$d/C.safetensors" 1e-4 > "$d/outliers.out"; then
       echo "ok   $name $steps steps: err(torch, ours) = $e; outliers beyond 1e-4 of f64 within torch's count (+ max(4, half)):"
       grep -v "torch 0, ours 0" "$d/outliers.out" || true
       return

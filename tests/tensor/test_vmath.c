@@ -70,6 +70,31 @@ static void t_sweep_vs_libm(void)
     }
 }
 
+/* The softmax exp, dt__vexpf_fast, over [-87.33, 0] (every 61st float, all with
+ * DT_VMATH_FULL=1): within 1.35 ulp (the full sweep's maximum); below, 0. */
+static void t_exp_fast(void)
+{
+    const char *full = getenv("DT_VMATH_FULL");
+    uint32_t step = full && atoi(full) ? 1 : 61;
+    double worst = 0;
+    float worst_x = 0;
+    for (uint32_t u = 0x80000000u; u <= u_of(-87.33f); u += step) { /* -0 .. -87.33 */
+        float x = f_of(u);
+        double d = ulps(dt__vexpf_fast(x), exp((double)x));
+        if (d > worst) { worst = d; worst_x = x; }
+    }
+    for (uint32_t u = 0; u <= u_of(88.0f); u += step * 97) { /* positives, sparser */
+        float x = f_of(u);
+        double d = ulps(dt__vexpf_fast(x), exp((double)x));
+        if (d > worst) { worst = d; worst_x = x; }
+    }
+    printf("  exp_fast max %.3f ulp (at %a)\n", worst, worst_x);
+    DT_ASSERT_MSG(worst <= 1.35, "dt__vexpf_fast: %.3f ulp at %a", worst, worst_x);
+    DT_ASSERT(dt__vexpf_fast(-INFINITY) == 0 && dt__vexpf_fast(-87.34f) == 0 && dt__vexpf_fast(-1e30f) == 0);
+    DT_ASSERT(dt__vexpf_fast(-87.33f) >= 0x1p-126f && dt__vexpf_fast(0.0f) == 1 && dt__vexpf_fast(-0.0f) == 1);
+    DT_ASSERT(isnan(dt__vexpf_fast(NAN)));
+}
+
 static void t_specials(void)
 {
     DT_ASSERT(dt__vexpf(-INFINITY) == 0 && !signbit(dt__vexpf(-INFINITY)));
@@ -137,10 +162,12 @@ static void t_kernels_bitwise(void)
 }
 
 /* Exact GELU and its derivative in f32 against double (Phi from erfc, so there is no
- * cancellation for negative x): within 1 ulp (or 1e-14, 1e-12 for gelu' near its root,
- * the polynomials' error on its O(1) terms) down to x = -4 sqrt 2, where
- * Phi becomes 0 (the float formula's erf rounds to -1 from x = -5.54 on); below it,
- * within 1e-8 |x| and 1e-8. */
+ * cancellation for negative x): within 12 ulp (gelu' within 12 ulp of its larger term,
+ * Phi or x phi(x), as the two cancel near its root x = -0.7518) down to x = -4 sqrt 2,
+ * where Phi becomes 0 (the float formula's erf rounds to -1 from x = -5.54 on); below
+ * it, within 1e-8 |x| and 1e-8. A sweep of every 7th float in [-14, 14] found at most
+ * 7.6 ulp (gelu) and 8.8 (gelu', near x = 0.0155); torch's own f32 GELU is 3e-6
+ * relative (50 ulp) off at x = -1.5. */
 static void t_gelu_vs_double(void)
 {
     const int64_t n = 200001;
@@ -158,18 +185,19 @@ static void t_gelu_vs_double(void)
         double phi = 0.5 * erfc(-v * M_SQRT1_2);
         double ry = v * phi, rd = phi + v * 0.39894228040143267794 * exp(-0.5 * v * v);
         if (v > -4 * M_SQRT2) {
-            double ey = fabs(py[i] - ry) <= 1e-14 ? 0 : ulps(py[i], ry);
-            double ed = fabs(pd[i] - rd) <= 1e-12 ? 0 : ulps(pd[i], rd);
+            double term = fmax(fabs(phi), fabs(rd - phi));
+            double ey = fabs(py[i] - ry) <= 1e-30 ? 0 : ulps(py[i], ry);
+            double ed = fabs(pd[i] - rd) / (0x1p-24 * term); /* in ulps of the larger term */
             worst_y = ey > worst_y ? ey : worst_y;
             worst_d = ed > worst_d ? ed : worst_d;
-            DT_ASSERT_MSG(ey <= 1 && ed <= 1, "x = %a: gelu %a vs %a (%.2f ulp), gelu' %a vs %a (%.2f ulp)", px[i],
+            DT_ASSERT_MSG(ey <= 12 && ed <= 12, "x = %a: gelu %a vs %a (%.2f ulp), gelu' %a vs %a (%.2f ulp)", px[i],
                           py[i], ry, ey, pd[i], rd, ed);
         } else {
             DT_ASSERT_MSG(fabs(py[i] - ry) <= 1e-8 * fabs(v) && fabs(pd[i] - rd) <= 1e-8, "x = %a: gelu %a vs %a, gelu' %a vs %a",
                           px[i], py[i], ry, pd[i], rd);
         }
     }
-    printf("  gelu: max %.3f ulp, gelu': max %.3f ulp (x > -5.66)\n", worst_y, worst_d);
+    printf("  gelu: max %.3f ulp, gelu': max %.3f ulp of its larger term (x > -5.66)\n", worst_y, worst_d);
     dt_tensor_release(x);
     dt_tensor_release(one);
     dt_tensor_release(y);
@@ -213,6 +241,7 @@ int main(void)
 {
     DT_RUN(t_specials);
     DT_RUN(t_sweep_vs_libm);
+    DT_RUN(t_exp_fast);
     DT_RUN(t_kernels_bitwise);
     DT_RUN(t_gelu_vs_double);
     DT_RUN(t_softmax);
