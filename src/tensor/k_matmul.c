@@ -210,7 +210,10 @@ static dt_tensor *linear_native(const dt_tensor *x, const dt_tensor *w, const dt
     dt_tensor *out = dt__empty(dt, nx, sh);
     if (!out) return NULL;
     if (out->numel == 0) return out;
-    int rc = bias ? dt__copy(out, bias) : 0;
+    /* f32 with a unit-stride bias: the GEMM starts from the bias itself (dt__sgemm_bias);
+     * else the bias (or zeros) is copied into out and the GEMM adds to it. */
+    bool fused = dt == DT_F32 && bias && (bias->strides[0] == 1 || outf == 1) && in > 0;
+    int rc = bias && !fused ? dt__copy(out, bias) : 0;
     if (!bias) memset(dt__ptr(out), 0, (size_t)out->numel * dt_dtype_size(dt));
     if (rc < 0 || in == 0) {
         if (rc < 0) { dt_tensor_release(out); return NULL; }
@@ -231,7 +234,10 @@ static dt_tensor *linear_native(const dt_tensor *x, const dt_tensor *w, const dt
     }
     dt_tensor *wt = xc ? dt__transpose(w, 0, 1) : NULL;   /* (in, out) */
     dt_tensor *wr = wt ? blas_ready(wt, &lw) : NULL;
-    if (wr) gemm(dt, &lx, &lw, rows, outf, in, dt__ptr(xc), dt__ptr(wr), dt__ptr(out), outf, 1.0);
+    if (wr && fused)
+        dt__sgemm_bias(lx.trans, lw.trans, rows, outf, in, (const float *)dt__ptr(xc), lx.ld, (const float *)dt__ptr(wr),
+                       lw.ld, (const float *)dt__ptr(bias), (float *)dt__ptr(out), outf);
+    else if (wr) gemm(dt, &lx, &lw, rows, outf, in, dt__ptr(xc), dt__ptr(wr), dt__ptr(out), outf, 1.0);
     else { dt_tensor_release(out); out = NULL; }
     dt_tensor_release(xc);
     dt_tensor_release(wt);

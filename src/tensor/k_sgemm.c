@@ -74,6 +74,12 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
     }
 }
 
+/* Every row of C (m, n) = bias (n floats). */
+static void bias_rows(int64_t m, int64_t n, const float *bias, float *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++) memcpy(c + i * ldc, bias, (size_t)n * sizeof(float));
+}
+
 /* dt__sgemm_rows where our kernel cannot run (no AVX-512, or no scratch): plain loops,
  * each C element's k-sum in ascending order. */
 static void rows_ref(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
@@ -100,6 +106,7 @@ typedef struct {
     float alpha, beta;
     const float *a, *b;
     const int64_t *boff;    /* NULL, or B's row offsets (dt__sgemm_rows) */
+    const float *bias;      /* NULL, or the row added to every row of C (dt__sgemm_bias) */
     float *c;
 } job;
 
@@ -113,6 +120,7 @@ static void run_range(void *arg, int64_t begin, int64_t end, int tid)
     if (lo >= hi) return;
     const float *a = j->a, *b = j->b;
     const int64_t *boff = j->boff;
+    const float *bias = j->bias;
     float *c = j->c;
     int64_t m = j->m, n = j->n;
     if (j->by_rows) { a += j->ta ? lo : lo * j->lda; c += lo * j->ldc; m = hi - lo; }
@@ -120,13 +128,16 @@ static void run_range(void *arg, int64_t begin, int64_t end, int tid)
         if (!j->tb) b += lo;
         else if (boff) boff += lo;
         else b += lo * j->ldb;
+        if (bias) bias += lo;
         c += lo;
         n = hi - lo;
     }
     float *s = scratch();
-    if (s) dt__sgemm_avx512(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, boff, j->beta, c, j->ldc, s);
-    else if (!boff) blas(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
-    else rows_ref(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, boff, j->beta, c, j->ldc);
+    if (s) { dt__sgemm_avx512(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, boff, j->beta, bias, c, j->ldc, s); return; }
+    float beta = j->beta;
+    if (bias) { bias_rows(m, n, bias, c, j->ldc); beta = 1.0f; }
+    if (!boff) blas(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, beta, c, j->ldc);
+    else rows_ref(j->ta, j->tb, m, n, j->k, j->alpha, a, j->lda, b, boff, beta, c, j->ldc);
 }
 
 static void run(job *j)
@@ -146,7 +157,7 @@ void dt__sgemm_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
     if (k <= 0 || alpha == 0.0f) { scale_c(m, n, beta, c, ldc); return; }
 #if DT__SGEMM_HAVE_AVX512
     if (cpu_ok()) {
-        job j = { ta, tb, m >= n, m, n, k, lda, ldb, ldc, alpha, beta, a, b, NULL, c };
+        job j = { ta, tb, m >= n, m, n, k, lda, ldb, ldc, alpha, beta, a, b, NULL, NULL, c };
         run(&j);
         return;
     }
@@ -161,7 +172,7 @@ void dt__sgemm_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
     if (k <= 0 || alpha == 0.0f) { scale_c(m, n, beta, c, ldc); return; }
 #if DT__SGEMM_HAVE_AVX512
     if (cpu_ok()) {
-        job j = { ta, tb, m >= n, m, n, k, lda, 0, ldc, alpha, beta, a, b, boff, c };
+        job j = { ta, tb, m >= n, m, n, k, lda, 0, ldc, alpha, beta, a, b, boff, NULL, c };
         run(&j);
         return;
     }
@@ -192,4 +203,19 @@ void dt__sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, c
     if (k <= 0 || alpha == 0.0f) { scale_c(m, n, beta, c, ldc); return; }
     if (dt__sgemm_picks_ours(ta, tb, m, n, k)) dt__sgemm_ours(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     else blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void dt__sgemm_bias(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                    int64_t ldb, const float *bias, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+#if DT__SGEMM_HAVE_AVX512
+    if (k > 0 && dt__sgemm_picks_ours(ta, tb, m, n, k)) {
+        job j = { ta, tb, m >= n, m, n, k, lda, ldb, ldc, 1.0f, 1.0f, a, b, NULL, bias, c };
+        run(&j);
+        return;
+    }
+#endif
+    bias_rows(m, n, bias, c, ldc);
+    if (k > 0) blas(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
 }

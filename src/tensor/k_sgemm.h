@@ -31,10 +31,11 @@ size_t dt__sgemm_avx512_scratch_floats(void);
 /* C = alpha op(A) op(B) + beta C on the calling thread; m, n, k >= 1. The CPU must have
  * AVX-512F/BW/DQ/VL. scratch: dt__sgemm_avx512_scratch_floats() floats, 64-aligned.
  * boff NULL: B's row r at b + r * ldb. Else row r at b + boff[r] (ldb unused): rows of B
- * when !tb (boff has k entries), rows of the stored B^T, op(B)'s columns, when tb (n). */
+ * when !tb (boff has k entries), rows of the stored B^T, op(B)'s columns, when tb (n).
+ * bias non-NULL (n floats): C = alpha op(A) op(B) + bias in every row, beta unused. */
 void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                      int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta, float *c,
-                      int64_t ldc, float *scratch);
+                      int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta, const float *bias,
+                      float *c, int64_t ldc, float *scratch);
 #endif
 
 #endif /* DT_K_SGEMM_H */

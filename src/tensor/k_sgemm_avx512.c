@@ -20,7 +20,8 @@
  * instantiated for every mr in 1..12, columns by masked C loads and stores over a
  * zero-padded B panel (16-wide kernels for a last panel of <= 16 columns). alpha is
  * applied when the tile is written; beta only on the first depth block, and C is not
- * read when beta == 0. Each C element's k-sum runs in one fixed order (depth blocks in
+ * read when beta == 0. With a bias (a row vector, F.linear's), the first depth block
+ * writes alpha acc + bias instead, C not read: the same bits as C = bias, then beta 1. Each C element's k-sum runs in one fixed order (depth blocks in
  * turn, k ascending inside), whatever the thread count.
  *
  * Compiled for any x86-64: only the functions here carry the AVX-512 target
@@ -148,22 +149,24 @@ TGT static void pack_a_t(const float *a, int64_t lda, int64_t ic, int64_t pc, in
         if (W > 1) c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);         \
     }
 #define PREF(i) if (R > i) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-#define SAVE(i) if (R > i) save_row(W, c + i * ldc, c##i##a, c##i##b, va, vb, m0, m1, mode);
+#define SAVE(i) if (R > i) save_row(W, c + i * ldc, c##i##a, c##i##b, va, vb0, vb1, m0, m1, mode);
 
-/* mode 0: C = alpha acc (C not read); 1: C = alpha acc + C; 2: C = alpha acc + beta C. */
+/* mode 0: C = alpha acc (C not read); 1: C = alpha acc + C; 2: C = alpha acc + beta C;
+ * 3: C = alpha acc + bias (the row vector vb, C not read). */
 TGT_INLINE void save_half(float *ci, __m512 x, __m512 va, __m512 vb, __mmask16 m, int mode)
 {
     __m512 r = _mm512_mul_ps(va, x);
     if (mode == 1) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, ci));
     else if (mode == 2) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, ci), r);
+    else if (mode == 3) r = _mm512_add_ps(r, vb);
     _mm512_mask_storeu_ps(ci, m, r);
 }
 
-TGT_INLINE void save_row(const int W, float *ci, __m512 x0, __m512 x1, __m512 va, __m512 vb, __mmask16 m0,
-                         __mmask16 m1, int mode)
+TGT_INLINE void save_row(const int W, float *ci, __m512 x0, __m512 x1, __m512 va, __m512 vb0, __m512 vb1,
+                         __mmask16 m0, __mmask16 m1, int mode)
 {
-    save_half(ci, x0, va, vb, m0, mode);
-    if (W > 1) save_half(ci + 16, x1, va, vb, m1, mode);
+    save_half(ci, x0, va, vb0, m0, mode);
+    if (W > 1) save_half(ci + 16, x1, va, vb1, m1, mode);
 }
 
 /* amode 0: ap is a packed A panel; 1: A is not packed, ap is row 0 of the tile in
@@ -172,7 +175,7 @@ TGT_INLINE void save_row(const int W, float *ci, __m512 x0, __m512 x1, __m512 va
  * pf: amode 1 only, the next tile's first row (prefetched one line per k step) or NULL. */
 TGT_INLINE void kernel(const int R, const int W, const int amode, int64_t kc, const float *restrict ap, int64_t lda,
                        const float *pf, const float *restrict bp, float *c, int64_t ldc, int nr, float alpha,
-                       float beta, bool first)
+                       float beta, const float *bias, bool first)
 {
     ROWS(DECL)
     ROWS(PREF)
@@ -190,9 +193,13 @@ TGT_INLINE void kernel(const int R, const int W, const int amode, int64_t kc, co
         if (amode == 0) ap += R;
         bp += NR;
     }
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __m512 va = _mm512_set1_ps(alpha), vb0 = _mm512_set1_ps(beta), vb1 = vb0;
     __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
-    int mode = !first ? 1 : beta == 0.0f ? 0 : 2;
+    int mode = !first ? 1 : bias ? 3 : beta == 0.0f ? 0 : 2;
+    if (mode == 3) {
+        vb0 = _mm512_maskz_loadu_ps(m0, bias);
+        if (W > 1) vb1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
     ROWS(SAVE)
 }
 #undef ROWS
@@ -203,8 +210,8 @@ TGT_INLINE void kernel(const int R, const int W, const int amode, int64_t kc, co
 
 #define KERNEL_RW(R, W, D, NAME)                                                                        \
     TGT static void NAME(int64_t kc, const float *ap, int64_t lda, const float *pf, const float *bp,       \
-                         float *c, int64_t ldc, int nr, float alpha, float beta, bool first)              \
-    { kernel(R, W, D, kc, ap, lda, pf, bp, c, ldc, nr, alpha, beta, first); }
+                         float *c, int64_t ldc, int nr, float alpha, float beta, const float *bias, bool first) \
+    { kernel(R, W, D, kc, ap, lda, pf, bp, c, ldc, nr, alpha, beta, bias, first); }
 #define KERNEL_R(R)                                 \
     KERNEL_RW(R, 2, 0, kernel_p2_##R)               \
     KERNEL_RW(R, 1, 0, kernel_p1_##R)               \
@@ -218,7 +225,7 @@ KERNEL_R(7) KERNEL_R(8) KERNEL_R(9) KERNEL_R(10) KERNEL_R(11) KERNEL_R(12)
 #undef KERNEL_RW
 
 typedef void (*kernel_fn)(int64_t, const float *, int64_t, const float *, const float *, float *, int64_t, int, float,
-                          float, bool);
+                          float, const float *, bool);
 #define ALL_R(P) {NULL, P##1, P##2, P##3, P##4, P##5, P##6, P##7, P##8, P##9, P##10, P##11, P##12}
 /* kernels[amode][W - 1][R] */
 static const kernel_fn kernels[3][2][MR + 1] = {
@@ -242,8 +249,8 @@ size_t dt__sgemm_avx512_scratch_floats(void)
 }
 
 TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                          int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta, float *c,
-                          int64_t ldc, float *scratch)
+                          int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta, const float *bias,
+                          float *c, int64_t ldc, float *scratch)
 {
     float *bpack = scratch, *apack = scratch + (size_t)KC * NC;
     int64_t kcb = balanced(k, KC, 8), ncb = balanced(n, NC, NR), mcb = balanced(m, MC, MR);
@@ -272,7 +279,8 @@ TGT void dt__sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, flo
                     for (int64_t jr = 0; jr < nc; jr += NR) {
                         int nr = nc - jr < NR ? (int)(nc - jr) : NR;
                         kernels[amode][nr > 16][mr](kc, ap, lda, jr == 0 ? next : NULL, bpack + jr * kc,
-                                                    c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta, first);
+                                                    c + (ic + ir) * ldc + jc + jr, ldc, nr, alpha, beta,
+                                                    first && bias ? bias + jc + jr : NULL, first);
                     }
                 }
             }

@@ -159,6 +159,10 @@ bool dt__sgemm_ours_available(void);
  * when dt__sgemm_ours_available(), else plain loops (slow: callers check first). */
 void dt__sgemm_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                     const float *b, const int64_t *boff, float beta, float *c, int64_t ldc);
+/* C (m, n) = op(A) op(B) + bias in every row (F.linear's bias, n floats), C not read:
+ * the same bits as copying bias into C and dt__sgemm with beta 1, without that pass. */
+void dt__sgemm_bias(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                    int64_t ldb, const float *bias, float *c, int64_t ldc);
 /* Whether dt__sgemm runs our kernel for this shape. */
 bool dt__sgemm_picks_ours(bool ta, bool tb, int64_t m, int64_t n, int64_t k);
 

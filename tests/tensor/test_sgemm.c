@@ -218,6 +218,41 @@ static void t_dispatch(void)
     random_cases(dt__sgemm, 100);
 }
 
+/* dt__sgemm_bias (F.linear's GEMM from the bias): the same bits as copying the bias into
+ * every row of C and dt__sgemm with beta 1, for every transpose, tails of each block
+ * size (several depth blocks: k > KC), k = 0, ldc above n, at 1 and 2 threads (split by
+ * rows and by columns); the sentinels beyond n survive. */
+static void t_bias(void)
+{
+    static const int s[][3] = {{1, 1, 1}, {13, 33, 17}, {12, 32, 16}, {2048, 128, 128}, {64, 784, 256}, {121, 513, 600},
+                               {5, 700, 300}, {700, 3, 40}, {7, 9, 0}, {3, 2, 5}};
+    int old = dt_tensor_num_threads();
+    for (int th = 1; th <= 2; th++) {
+        DT_ASSERT_OK(dt_tensor_set_num_threads(th));
+        for (size_t q = 0; q < sizeof s / sizeof s[0]; q++)
+            for (int t = 0; t < 4; t++) {
+                bool ta = t & 1, tb = t & 2;
+                int64_t m = s[q][0], n = s[q][1], k = s[q][2], ldc = n + 3;
+                int64_t lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2;
+                size_t na = (size_t)((ta ? k : m) * lda + 1), nb = (size_t)((tb ? n : k) * ldb + 1), nc = (size_t)(m * ldc);
+                float *a = malloc(na * 4), *b = malloc(nb * 4), *bias = malloc((size_t)n * 4);
+                float *c1 = malloc(nc * 4), *c2 = malloc(nc * 4);
+                for (size_t i = 0; i < na; i++) a[i] = uniform();
+                for (size_t i = 0; i < nb; i++) b[i] = uniform();
+                for (int64_t j = 0; j < n; j++) bias[j] = uniform();
+                for (size_t i = 0; i < nc; i++) c1[i] = c2[i] = i % (size_t)ldc >= (size_t)n ? 12345.0f : NAN;
+                for (int64_t i = 0; i < m; i++) memcpy(c1 + i * ldc, bias, (size_t)n * 4);
+                dt__sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c1, ldc);
+                dt__sgemm_bias(ta, tb, m, n, k, a, lda, b, ldb, bias, c2, ldc);
+                bool same = memcmp(c1, c2, nc * 4) == 0;
+                free(a); free(b); free(bias); free(c1); free(c2);
+                DT_ASSERT_MSG(same, "%d threads, %c%c %lldx%lldx%lld: dt__sgemm_bias differs from bias + GEMM", th,
+                              ta ? 'T' : 'N', tb ? 'T' : 'N', (long long)m, (long long)n, (long long)k);
+            }
+    }
+    DT_ASSERT_OK(dt_tensor_set_num_threads(old));
+}
+
 int main(void)
 {
     DT_RUN(t_ours_edges);
@@ -226,5 +261,6 @@ int main(void)
     DT_RUN(t_ours_threads);
     DT_RUN(t_batched_matmul_threads);
     DT_RUN(t_dispatch);
+    DT_RUN(t_bias);
     return DT_TEST_END();
 }
