@@ -89,12 +89,8 @@ typedef struct {
             const T *r = x + i * C;                                                     \
             T m = dt__lanemax_##T(r, C);                                                \
             if (m == -(T)INFINITY) m = 0;                                               \
-            T acc[16] = {0}, s = 0; /* vmath.h's 16-lane order */                      \
-            int64_t k = 0;                                                              \
-            for (; k + 16 <= C; k += 16)                                                \
-                for (int l = 0; l < 16; l++) acc[l] += EXP(r[k + l] - m);               \
-            for (int l = 0; l < 16; l++) s += acc[l];                                   \
-            for (; k < C; k++) s += EXP(r[k] - m);                                      \
+            T s;                                                                        \
+            DT__LANE_SUM(T, s, C, k, EXP(r[k] - m));                                    \
             lse[i] = m + LOG(s);                                                        \
         }                                                                               \
     }                                                                                   \

@@ -1,7 +1,8 @@
 /* F.layer_norm: a fused forward that normalises each row (the last nnorm dims, D
  * elements) and keeps its mean and rstd = 1 / sqrt(var + eps) (biased variance), and a
  * fused backward for x, w and b from those two numbers per row. Rows run in parallel
- * over the compute pool. f32 and f64 compute natively (row sums accumulate in double);
+ * over the compute pool. f32 and f64 compute natively (row sums accumulate in double,
+ * in tensor/vmath.h's fixed 16-lane order, which vectorises);
  * bf16/f16 go through f32. Does not do other norms (batch, group, RMS).
  *
  * Backward, per row with xhat = (x - mean) * rstd and gw = g * w (g without w):
@@ -12,6 +13,8 @@
 #include "autograd/ag_internal.h"
 
 #include <math.h>
+
+#include "tensor/vmath.h"
 
 #define BLOCK 32 /* rows per partial sum of dw, db */
 
@@ -36,10 +39,10 @@ typedef struct {
         for (int64_t r = r0; r < r1; r++) {                                              \
             const T *x = (const T *)a->x + r * d;                                        \
             T *y = (T *)a->y + r * d;                                                    \
-            double s = 0, v = 0;                                                         \
-            for (int64_t j = 0; j < d; j++) s += x[j];                                   \
+            double s, v;                                                                 \
+            DT__LANE_SUM(double, s, d, j, (double)x[j]);                                 \
             double m = d ? s / (double)d : 0;                                            \
-            for (int64_t j = 0; j < d; j++) { double c = x[j] - m; v += c * c; }         \
+            DT__LANE_SUM(double, v, d, j, ((double)x[j] - m) * ((double)x[j] - m));      \
             double rs = 1.0 / sqrt((d ? v / (double)d : 0) + a->eps);                    \
             T tm = (T)m, tr = (T)rs;                                                     \
             ((T *)a->mean)[r] = tm;                                                      \
@@ -70,12 +73,9 @@ typedef struct {
                 if (pw) for (int64_t j = 0; j < d; j++) pw[j] += g[j] * ((x[j] - m) * rs); \
                 if (pb) for (int64_t j = 0; j < d; j++) pb[j] += g[j];                   \
                 if (!a->dx) continue;                                                    \
-                double s1 = 0, s2 = 0;                                                   \
-                for (int64_t j = 0; j < d; j++) {                                        \
-                    T gw = w ? g[j] * w[j] : g[j];                                       \
-                    s1 += gw;                                                            \
-                    s2 += (double)gw * ((x[j] - m) * rs);                                \
-                }                                                                        \
+                double s1, s2;                                                           \
+                DT__LANE_SUM(double, s1, d, j, (double)(w ? g[j] * w[j] : g[j]));        \
+                DT__LANE_SUM(double, s2, d, j, (double)(w ? g[j] * w[j] : g[j]) * ((x[j] - m) * rs)); \
                 T c1 = (T)(s1 / (double)d), c2 = (T)(s2 / (double)d);                    \
                 T *dx = (T *)a->dx + r * d;                                              \
                 for (int64_t j = 0; j < d; j++) {                                        \

@@ -202,6 +202,19 @@ DT__VM_INLINE float dt__vexpf_fast(float x)
 DT__LANE_SUMS(float)
 DT__LANE_SUMS(double)
 
+/* OUT = the sum over J in [0, N) of EXPR (an expression in J), accumulated in type TA in
+ * the same 16-lane order as dt__lanesum_*: for a row's sum of squares, of exps, ... */
+#define DT__LANE_SUM(TA, OUT, N, J, EXPR)                                                \
+    do {                                                                                 \
+        TA acc_[16] = {0}, s_ = 0;                                                       \
+        int64_t b_ = 0;                                                                  \
+        for (; b_ + 16 <= (N); b_ += 16)                                                 \
+            for (int l_ = 0; l_ < 16; l_++) { int64_t J = b_ + l_; acc_[l_] += (EXPR); } \
+        for (int l_ = 0; l_ < 16; l_++) s_ += acc_[l_];                                  \
+        for (int64_t J = b_; J < (N); J++) s_ += (EXPR);                                 \
+        (OUT) = s_;                                                                      \
+    } while (0)
+
 /* e^(-x^2/2) and Phi(x) = erfc(-x / sqrt 2) / 2 for the exact GELU, all in float (16
  * lanes a vector in the AVX-512 clone where double gives 8), within 8 ulp of the exact
  * values (tests/tensor/test_vmath.c; torch's own float GELU is 3e-6 relative off at
