@@ -314,7 +314,9 @@ int main(int argc, char **argv)
         int64_t first = ep == pos.epoch ? pos.batch : 0, every = nbatches / 10 > 0 ? nbatches / 10 : 1;
         dt_module_train(model, true);
         if (pg) DT_CHECK_GOTO(dt_pg_barrier(pg, NULL, NULL), rc, fail);
-        double t0 = dt_now_s(), wait0 = ddp ? dt_ddp_get_stats(ddp).wait_s : 0;
+        dt_ddp_stats st0 = {0};
+        if (ddp) st0 = dt_ddp_get_stats(ddp);
+        double t0 = dt_now_s();
         for (int64_t bi = first; bi < nbatches; bi++) {
             int64_t b = bi * a.batch, nb = len - b < a.batch ? len - b : a.batch;
             for (int64_t i = 0; i < nb; i++) {
@@ -347,14 +349,20 @@ int main(int argc, char **argv)
             if (a.steps && step >= a.steps) break;
         }
         if (pg) DT_CHECK_GOTO(dt_pg_barrier(pg, NULL, NULL), rc, fail);
-        double dt = dt_now_s() - t0, wait = ddp ? dt_ddp_get_stats(ddp).wait_s - wait0 : 0;
+        dt_ddp_stats st1 = {0};
+        if (ddp) st1 = dt_ddp_get_stats(ddp);
+        double dt = dt_now_s() - t0, wait = st1.wait_s - st0.wait_s;
+        double comm = st1.comm_s - st0.comm_s, hidden = st1.hidden_s - st0.hidden_s;
         tot_t += dt, tot_s += seen * world;
         if (rank == 0) {
             if (tty) printf("\n");
             double acc = a.epochs > 1 ? accuracy(model, &te) : -2;
             printf("epoch %d: %.0f samples/s (global), last loss %.4f", ep, (double)seen * world / dt, last_loss);
             if (acc >= 0) printf(", test acc %.4f", acc);
-            if (ddp) printf(", waiting on communication %.1f%% of step time", 100 * wait / (dt > 0 ? dt : 1));
+            if (ddp)
+                printf(", waiting on communication %.1f%% of step time (all_reduce running %.1f%% of step time, "
+                       "%.0f%% of that hidden behind backward)", 100 * wait / (dt > 0 ? dt : 1),
+                       100 * comm / (dt > 0 ? dt : 1), 100 * hidden / (comm > 0 ? comm : 1));
             printf("\n");
             fflush(stdout);
         }

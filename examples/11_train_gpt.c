@@ -286,8 +286,9 @@ int main(int argc, char **argv)
                dt > 0 ? (double)((a.steps - start) * B * T * world) / dt : 0.0, last_loss, vl);
         if (ddp) {
             dt_ddp_stats st = dt_ddp_get_stats(ddp);
-            printf("communication: %d buckets, waited %.1f%% of the training time after backward\n", st.buckets,
-                   100 * st.wait_s / (dt > 0 ? dt : 1));
+            printf("communication: %d buckets, waited %.1f%% of the training time after backward; all_reduce running "
+                   "%.1f%% of the training time, %.0f%% of that hidden behind backward\n", st.buckets, 100 * st.wait_s / (dt > 0 ? dt : 1),
+                   100 * st.comm_s / (dt > 0 ? dt : 1), 100 * st.hidden_s / (st.comm_s > 0 ? st.comm_s : 1));
         }
     }
     if (pg) DT_CHECK_GOTO(dt_pg_barrier(pg, NULL, NULL), rc, fail);

@@ -117,6 +117,10 @@ typedef struct {
     bool rebuilt;         /* buckets follow the measured ready order */
     bool shared;          /* the gradient buffer is in the group's shared memory */
     double wait_s;        /* total time backward spent waiting for buckets after its graph */
+    double comm_s;        /* total time the bucket all_reduces ran (start to end, each) */
+    double hidden_s;      /* the part of comm_s that ran before backward's graph ended:
+                             overlapped with computing gradients (torch DDP's
+                             avg_backward_compute_comm_overlap_time, summed) */
     double comm_bytes;    /* bytes all-reduced (after compression) */
 } dt_ddp_stats;
 dt_ddp_stats dt_ddp_get_stats(const dt_ddp *d);

@@ -242,6 +242,10 @@ int dt_work_wait(dt_work *w, int64_t timeout_ms);
 bool dt_work_is_completed(dt_work *w);
 /* The op's result once completed (0 while pending). */
 int dt_work_error(dt_work *w);
+/* For a completed op: when the communication thread started running it and when it
+ * finished (dt_now_s() seconds), so end - start is its own duration, queueing
+ * excluded. DT_ESTATE while pending. */
+int dt_work_times(dt_work *w, double *start_s, double *end_s);
 /* For a completed recv: the rank the message came from. */
 int dt_work_source(dt_work *w);
 /* Release the handle (NULL ok). A pending op still runs to completion; its

@@ -49,6 +49,7 @@ struct dt_work {
     dt__p2p *p2p;                   /* is_p2p: nops messages */
     int np2p;
     void *owned;                    /* one block holding the copied lists above */
+    double t_run, t_done;           /* dt_now_s() when the comm thread started and finished it */
     dt_work *next;                  /* in the group's queue */
 };
 

@@ -244,7 +244,9 @@ static void *comm_main(void *arg)
             run_p2p_set(pg, w);
         } else {
             pthread_mutex_unlock(&pg->mu);
+            w->t_run = dt_now_s();
             int rc = execute(pg, w);
+            w->t_done = dt_now_s();
             atomic_fetch_sub(&pg->gate, DT__GATE_WORK); /* the backend is free: before the waiter wakes */
             complete(w, rc);
             work_release(w);
@@ -410,6 +412,16 @@ int dt_work_wait(dt_work *w, int64_t timeout_ms)
 bool dt_work_is_completed(dt_work *w) { return w && atomic_load(&w->done); }
 
 int dt_work_error(dt_work *w) { return w && atomic_load(&w->done) ? w->rc : 0; }
+
+int dt_work_times(dt_work *w, double *start_s, double *end_s)
+{
+    if (!w) return dt_set_error(DT_EINVAL, "dt_work_times: NULL work");
+    if (!atomic_load_explicit(&w->done, memory_order_acquire))
+        return dt_set_error(DT_ESTATE, "dt_work_times: %s has not completed", work_name(w));
+    if (start_s) *start_s = w->t_run;
+    if (end_s) *end_s = w->t_done;
+    return 0;
+}
 
 int dt_work_source(dt_work *w)
 {

@@ -399,6 +399,8 @@ dt_ddp_stats dt_ddp_get_stats(const dt_ddp *d)
     s.rebuilt = d->rebuilt;
     s.shared = d->gbuf_shared;
     s.wait_s = d->wait_s;
+    s.comm_s = d->comm_s;
+    s.hidden_s = d->hidden_s;
     s.comm_bytes = d->comm_bytes;
     return s;
 }

@@ -59,7 +59,7 @@ struct dt_ddp {
     int err;                /* sticky failure, reported by the next pre_forward */
     char errmsg[512];
     int64_t syncs;
-    double wait_s, comm_bytes;
+    double wait_s, comm_bytes, comm_s, hidden_s;
 };
 
 /* ddp.c */

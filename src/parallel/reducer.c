@@ -171,6 +171,11 @@ int dt__ddp_wait_buckets(dt_ddp *d)
         dt__ddp_bucket *b = &d->b[j];
         if (b->work) {
             int rc = dt_work_wait(b->work, -1);
+            double s, e;
+            if (rc == 0 && dt_work_times(b->work, &s, &e) == 0 && e >= s) {
+                d->comm_s += e - s;
+                d->hidden_s += (e < t0 ? e : t0) > s ? (e < t0 ? e : t0) - s : 0;
+            }
             dt_work_free(b->work);
             b->work = NULL;
             if (rc < 0) dt__ddp_fail(d, dt_error_wrap(rc, "DDP: bucket %d", j));

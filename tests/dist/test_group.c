@@ -100,6 +100,14 @@ static void async_ops(int rank, int n, void *arg)
         DT_ASSERT_OK(dt_work_wait(w[k], -1));
         DT_ASSERT(dt_work_is_completed(w[k]));
         DT_ASSERT_EQ(dt_work_error(w[k]), 0);
+        double ts, te, now = dt_now_s();
+        DT_ASSERT_OK(dt_work_times(w[k], &ts, &te));
+        DT_ASSERT(ts > 0 && ts <= te && te <= now);
+        if (k > 0) { /* the queue runs them in order */
+            double ps;
+            DT_ASSERT_OK(dt_work_times(w[k - 1], &ps, NULL));
+            DT_ASSERT(ps <= ts);
+        }
         for (int i = 0; i < C; i += 997) DT_ASSERT_NEAR(bufs[k][i], n * k + n * (n - 1) / 2, 0);
         dt_work_free(w[k]);
         free(bufs[k]);
@@ -113,6 +121,7 @@ static void async_ops(int rank, int n, void *arg)
         DT_ASSERT_ERR(dt_work_wait(wy, 20), DT_ETIMEOUT);
         DT_ASSERT_CONTAINS(dt_last_error(), "all_reduce #");
         DT_ASSERT(!dt_work_is_completed(wy));
+        DT_ASSERT_ERR(dt_work_times(wy, NULL, NULL), DT_ESTATE);
         store_signal(pg, "test/waited");
     }
     DT_ASSERT_OK(dt_work_wait(wy, -1));

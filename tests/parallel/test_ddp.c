@@ -122,6 +122,9 @@ static void r_equiv(int rank, int n, void *arg)
     dt_ddp_stats st = dt_ddp_get_stats(d);
     DT_ASSERT_EQ(st.syncs, 4);
     DT_ASSERT(st.rebuilt);
+    /* every synchronised step ran its buckets' all_reduces; the hidden part is a part */
+    DT_ASSERT(st.hidden_s >= 0 && st.hidden_s <= st.comm_s + 1e-9);
+    if (n > 1) DT_ASSERT(st.comm_s > 0);
     if (n > 1) DT_ASSERT(st.shared);
     dt_ddp_free(d);
     /* the grads are the params' own again, values kept */
