@@ -23,6 +23,8 @@
  * message per rank instead of 5.5 for n = 2.
  * Consecutive chunks alternate between the two slot sets, so a rank can copy
  * in chunk k+1 while a slower one still copies out chunk k.
+ * all_reduce (not reduce) over private buffers skips the staging where the
+ * kernel lets ranks read each other's memory (cma.c): 2.5 passes.
  *
  * reduce_scatter: in the staging version each rank puts, per round, a
  * 1/n-slot piece of each destination's block in its slot; rank r reduces the
@@ -143,6 +145,9 @@ int dt__shm_allreduce(void *state, const dt__coll *c)
     DT_CHECK(dt__shm_round_begin(st, c, &p));
     dt__shm_post_hdr(st, p, c, c->count, dt__shm_heap_off(st, c->send, bytes),
                      out_here ? dt__shm_heap_off(st, c->recv, bytes) : -1);
+    dt__shm_slot_hdr *mine = dt__shm_slot_hdr_at(st, p, st->rank);
+    mine->send_va = (uint64_t)(uintptr_t)c->send;
+    mine->recv_va = (uint64_t)(uintptr_t)c->recv;
     dt__shm_publish(st);
     DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
     DT_CHECK(dt__shm_check_hdrs(st, p, c));
@@ -163,6 +168,14 @@ int dt__shm_allreduce(void *state, const dt__coll *c)
         }
         dt__shm_round_end(st, p);
         return 0;
+    }
+    if (!reduce && st->size > 1) {
+        if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
+        if (st->cma == 1) {
+            DT_CHECK(dt__shm_cma_allreduce(st, c, p, esz));
+            dt__shm_round_end(st, p);
+            return 0;
+        }
     }
     dt__shm_round_end(st, p);
     return staged_allreduce(st, c, esz, out_here);

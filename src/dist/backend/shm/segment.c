@@ -93,8 +93,10 @@ static int open_segment(dt__shm *st)
 
 int dt__shm_segment_create(dt__shm *st, const dt__backend_init *init)
 {
-    int64_t heap_mb;
+    int64_t heap_mb, cma;
     DT_CHECK(dt_param_int(DT_PARAM_SHM_HEAP_MB, &heap_mb));
+    DT_CHECK(dt_param_int(DT_PARAM_SHM_CMA, &cma));
+    st->cma_allowed = cma != 0;
     st->fd = -1;
     int rc = 0;
     bool named = false;
@@ -118,6 +120,7 @@ int dt__shm_segment_create(dt__shm *st, const dt__backend_init *init)
     }
     st->ctrl = (dt__shm_ctrl *)(st->base + st->hdr->off_ctrl);
     st->ctrl[st->rank].pid = (int32_t)getpid();
+    st->ctrl[st->rank].self_va = (uint64_t)(uintptr_t)&st->ctrl[st->rank];
     /* Everyone mapped: the last to arrive unlinks the name; all wait for it. */
     int64_t n = 0;
     DT_CHECK_GOTO(dt_store_add(init->store, "shm/attached", 1, &n), rc, fail);

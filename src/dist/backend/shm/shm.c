@@ -25,6 +25,7 @@ static int shm_create(const dt__backend_init *init, void **state)
      * core for the whole spin (each small all_reduce took spin + 3 us). */
     st->spin_iters = init->size <= dt_num_cpus() ? dt__shm_pauses_per_us() : 0;
     st->yield_ns = 1000000;
+    st->cma = -1;
     st->polls = 20;
     int rc = dt__shm_segment_create(st, init);
     if (rc < 0) {
@@ -47,6 +48,7 @@ static void shm_destroy(void *state)
     if (!st) return;
     dt__shm_heap_fini(st);
     dt__shm_segment_destroy(st);
+    dt_free(st->cma_tmp);
     dt_free(st);
 }
 

@@ -42,7 +42,7 @@
 #include <stdatomic.h>
 
 #define DT__SHM_MAGIC 0x6474736du          /* "dtsm" */
-#define DT__SHM_VERSION 1u
+#define DT__SHM_VERSION 2u
 #define DT__SHM_MAX_RANKS 64
 #define DT__SHM_SLOT (512u << 10)         /* staging bytes per rank and parity */
 #define DT__SHM_SMALL (32u << 10)         /* up to here: one round, no heap fast path */
@@ -54,7 +54,8 @@ typedef struct {
     _Alignas(DT__SHM_LINE) _Atomic uint32_t step; /* rounds published (futex word) */
     _Atomic uint32_t step_waiters;        /* peers sleeping on step */
     int32_t pid;
-    char pad0[DT__SHM_LINE - 12];
+    uint64_t self_va;                     /* this line's address in its rank (cma.c's probe) */
+    char pad0[DT__SHM_LINE - 24];
     _Atomic uint32_t bell;                /* bumped by every p2p chunk or ack for this rank */
     _Atomic uint32_t bell_waiters;
     char pad1[DT__SHM_LINE - 8];
@@ -70,6 +71,7 @@ typedef struct {
     union {
         struct {
             int64_t send_off, recv_off;   /* segment offsets of heap buffers, -1 if elsewhere */
+            uint64_t send_va, recv_va;    /* the buffers' addresses in the owner (cma.c) */
         };
         unsigned char inl[DT__SHM_INLINE]; /* one-publish rounds: a small payload */
     };
@@ -125,6 +127,9 @@ typedef struct {
     int polls;                     /* then spin with sched_yield until this long, then sleep */
     int64_t last_live_check;
     uint64_t seq;                         /* of the op running, for the failure record */
+    int cma;                              /* cma.c: -1 not decided yet, 0 no, 1 every rank may read every peer */
+    bool cma_allowed;                     /* DTRAIN_SHM_CMA */
+    char *cma_tmp;                        /* its scratch: (size - 1) read chunks */
     int64_t deadline_ns, timeout_ms;      /* the op's; DT__DEADLINE_LAZY until first needed */
     /* heap allocator (heap.c): extents of this rank's arena, by offset */
     pthread_mutex_t heap_mu;
@@ -225,6 +230,13 @@ int dt__shm_alltoall(void *state, const dt__coll *c);
 int dt__shm_barrier(void *state, const dt__coll *c);
 int dt__shm_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
 void dt__shm_p2p_kick(void *state);
+
+/* ---- cma.c: all_reduce over private buffers by process_vm_readv */
+/* Inside the header round of parity p of a large all_reduce (send_va posted):
+ * decide st->cma for the group, unanimously (one more publish/wait). */
+int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p);
+/* The all_reduce itself, inside that header round (st->cma == 1). */
+int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz);
 
 /* ---- heap.c */
 int dt__shm_heap_init(dt__shm *st);

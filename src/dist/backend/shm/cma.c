@@ -1,0 +1,128 @@
+/* The shm backend's large all_reduce over private buffers by cross-memory
+ * attach (CMA: process_vm_readv), where the kernel allows it.
+ *
+ * The staging algorithm (allreduce.c) copies what the peers reduce into the
+ * segment first: 4 passes over the message per rank at 2 ranks. With CMA a
+ * rank reads a peer's buffer straight out of the peer's address space (the
+ * kernel copies once, from the peer's pages into ours), as the direct
+ * algorithm does for buffers in the shm heap:
+ *   1. rank r reduces its 1/n slice, reading every peer's send slice in
+ *      cache-sized chunks into a scratch buffer and adding them, in rank
+ *      order, with its own, into its recv;
+ *   2. after everyone has, it reads the other slices straight from their
+ *      owners' recv into its own;
+ *   3. a last publish/wait says nobody reads ours any more.
+ * That is 2.5 passes; in place is safe as in the direct algorithm (a rank
+ * overwrites its other slices only after every peer has reduced them).
+ *
+ * Whether CMA works is decided once per group, unanimously, at its first
+ * large all_reduce over private buffers: every rank reads each peer's control
+ * line through the peer's address space and checks it is the line it sees in
+ * the segment (so the pid names that peer here, not a stranger in another pid
+ * namespace); the kernel refuses the read between processes that may not
+ * ptrace each other (other users, Yama's ptrace_scope >= 1 between siblings,
+ * some containers). Every rank posts its answer; CMA is used only if every
+ * rank could read every peer. DTRAIN_SHM_CMA=0 makes this rank answer no (so
+ * the whole group stages). A peer that dies during a read fails the op like a
+ * peer that dies during a wait. */
+#define _GNU_SOURCE
+#include "dist/backend/shm/shm.h"
+#include "dist/reduce.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#define DT__SHM_CMA_CHUNK (64u << 10) /* bytes of a peer's slice per read (stays in L2) */
+
+/* Read len bytes at the peer's address va into dst (process_vm_readv may
+ * stop short: it goes on). 0, or -errno. */
+static int peer_read(pid_t pid, void *dst, uint64_t va, size_t len)
+{
+    while (len) {
+        struct iovec l = {.iov_base = dst, .iov_len = len}, r = {.iov_base = (void *)(uintptr_t)va, .iov_len = len};
+        ssize_t got = process_vm_readv(pid, &l, 1, &r, 1, 0);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (got == 0) return -EFAULT;
+        dst = (char *)dst + got;
+        va += (uint64_t)got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
+static int read_fail(dt__shm *st, int j, int err, const char *what)
+{
+    if (err == -ESRCH)
+        return dt__shm_fail(st, DT_EPEER, 1ull << j, "rank %d (pid %d) exited while rank %d read its %s", j,
+                            (int)st->ctrl[j].pid, st->rank, what);
+    return dt__shm_fail(st, DT_ESYS, 1ull << j, "rank %d could not read rank %d's %s: %s", st->rank, j, what,
+                        strerror(-err));
+}
+
+int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
+{
+    bool ok = st->cma_allowed;
+    for (int j = 0; j < st->size && ok; j++) {
+        if (j == st->rank) continue;
+        /* the peer's own view of its ctrl line must be the line we see: then the pid
+         * names that process here (not another one, in another pid namespace) */
+        dt__shm_ctrl probe;
+        ok = peer_read((pid_t)st->ctrl[j].pid, &probe, st->ctrl[j].self_va, sizeof probe) == 0 &&
+             probe.pid == st->ctrl[j].pid && probe.self_va == st->ctrl[j].self_va;
+    }
+    /* the answer goes in our slot's data (unused by a large op's header round) */
+    *(volatile unsigned char *)dt__shm_slot(st, p, st->rank) = ok;
+    dt__shm_publish(st);
+    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    int all = 1;
+    for (int j = 0; j < st->size; j++) all &= *(volatile unsigned char *)dt__shm_slot(st, p, j) != 0;
+    st->cma = all;
+    return 0;
+}
+
+int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
+{
+    int n = st->size, me = st->rank;
+    if (!st->cma_tmp) {
+        st->cma_tmp = dt_alloc((size_t)(n - 1) * DT__SHM_CMA_CHUNK, DT_MEM_COMM);
+        if (!st->cma_tmp) return dt__shm_fail(st, DT_ENOMEM, 0, "all_reduce: %d x %u bytes of CMA scratch", n - 1, DT__SHM_CMA_CHUNK);
+    }
+    uint64_t send_va[DT__SHM_MAX_RANKS], recv_va[DT__SHM_MAX_RANKS];
+    for (int j = 0; j < n; j++) {
+        const dt__shm_slot_hdr *h = dt__shm_slot_hdr_at(st, p, j);
+        send_va[j] = h->send_va;
+        recv_va[j] = h->recv_va;
+    }
+    const char *send = c->send;
+    char *recv = c->recv;
+    size_t lo, hi, step = DT__SHM_CMA_CHUNK / esz;
+    dt__shm_split(c->count, n, me, &lo, &hi);
+    for (size_t x = lo; x < hi; x += step) {
+        size_t m = hi - x < step ? hi - x : step;
+        const void *ins[DT__SHM_MAX_RANKS];
+        char *tmp = st->cma_tmp;
+        for (int j = 0; j < n; j++) {
+            if (j == me) { ins[j] = send + x * esz; continue; }
+            int rc = peer_read((pid_t)st->ctrl[j].pid, tmp, send_va[j] + x * esz, m * esz);
+            if (rc < 0) return read_fail(st, j, rc, "send buffer");
+            ins[j] = tmp;
+            tmp += DT__SHM_CMA_CHUNK;
+        }
+        dt__reduce_n(recv + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
+    }
+    dt__shm_publish(st);
+    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+    for (int j = 0; j < n; j++) {
+        if (j == me) continue;
+        dt__shm_split(c->count, n, j, &lo, &hi);
+        int rc = peer_read((pid_t)st->ctrl[j].pid, recv + lo * esz, recv_va[j] + lo * esz, (hi - lo) * esz);
+        if (rc < 0) return read_fail(st, j, rc, "output");
+    }
+    dt__shm_publish(st);
+    return dt__shm_wait_all(st, st->step, c->deadline_ns); /* nobody still reads our output */
+}
