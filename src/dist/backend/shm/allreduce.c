@@ -169,7 +169,7 @@ int dt__shm_allreduce(void *state, const dt__coll *c)
         dt__shm_round_end(st, p);
         return 0;
     }
-    if (!reduce && st->size > 1) {
+    if (!reduce && st->size > 1 && bytes <= DT__SHM_CMA_MAX) {
         if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
         if (st->cma == 1) {
             DT_CHECK(dt__shm_cma_allreduce(st, c, p, esz));

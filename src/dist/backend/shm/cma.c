@@ -14,6 +14,8 @@
  *   3. a last publish/wait says nobody reads ours any more.
  * That is 2.5 passes; in place is safe as in the direct algorithm (a rank
  * overwrites its other slices only after every peer has reduced them).
+ * Only up to DT__SHM_CMA_MAX bytes (shm.h): larger messages stage, whose
+ * chunked pipeline keeps each chunk in cache between its passes.
  *
  * Whether CMA works is decided once per group, unanimously, at its first
  * large all_reduce over private buffers: every rank reads each peer's control
