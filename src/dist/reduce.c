@@ -1,8 +1,8 @@
 /* Reduction kernels (see reduce.h). Each kernel walks the elements in blocks
  * of DT__RBLK: a block of every input is folded into an accumulator on the
  * stack, in input order, then written to out, so out may alias an input.
- * The f32 sum, the hot path of gradient all-reduce, is compiled for AVX-512,
- * AVX2 and baseline x86-64 and picked at load time (target_clones). */
+ * The f32 sum and average, the hot paths of gradient all-reduce, are compiled
+ * for AVX-512, AVX2 and baseline x86-64 and picked at load time (target_clones). */
 #include "dist/reduce.h"
 
 #include <string.h>
@@ -67,6 +67,37 @@ DT__CLONES static void sum_f32(float *out, const void *const *in, int nin, size_
         float acc[DT__RBLK];
         add2(nin == 2 ? out + b : acc, (const float *)in[0] + b, (const float *)in[1] + b, m);
         for (int k = 2; k < nin; k++) add2(k == nin - 1 ? out + b : acc, acc, (const float *)in[k] + b, m);
+    }
+}
+
+/* dst = a / d over m elements (dst may be a) */
+static inline void div1(float *dst, const float *a, float d, size_t m)
+{
+    size_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        dt__f32x16 x;
+        memcpy(&x, a + i, sizeof x);
+        x /= d;
+        memcpy(dst + i, &x, sizeof x);
+    }
+    for (; i < m; i++) dst[i] = a[i] / d;
+}
+
+/* f32 average (DDP's gradient all_reduce): the rank-order sum of sum_f32 into a
+ * block on the stack, then divided by nin on the way out; the same bits as the
+ * generic kernel's acc /= nin. */
+DT__CLONES static void avg_f32(float *out, const void *const *in, int nin, size_t count)
+{
+    if (nin == 1) {
+        if (out != in[0]) memmove(out, in[0], count * sizeof(float)); /* x / 1 == x */
+        return;
+    }
+    for (size_t b = 0; b < count; b += DT__RBLK) {
+        size_t m = count - b < DT__RBLK ? count - b : DT__RBLK;
+        float acc[DT__RBLK];
+        add2(acc, (const float *)in[0] + b, (const float *)in[1] + b, m);
+        for (int k = 2; k < nin; k++) add2(acc, acc, (const float *)in[k] + b, m);
+        div1(out + b, acc, (float)nin, m);
     }
 }
 
@@ -157,6 +188,7 @@ void dt__reduce_n(void *out, const void *const *in, int nin, size_t count, dt_dt
     switch (dtype) {
     case DT_F32:
         if (op == DT_RED_SUM) sum_f32(out, in, nin, count);
+        else if (op == DT_RED_AVG) avg_f32(out, in, nin, count);
         else red_f32(out, in, nin, count, op, premul);
         break;
     case DT_F64: red_f64(out, in, nin, count, op, premul); break;

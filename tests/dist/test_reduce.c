@@ -1,6 +1,7 @@
-/* The vectorised f32 sum (dt__reduce_n, DT_RED_SUM) against its plain
- * rank-order loop: bit for bit, 1-5 inputs, counts around the vector width
- * and the block size, misaligned views, and out aliasing each input. */
+/* The vectorised f32 sum and average (dt__reduce_n, DT_RED_SUM and DT_RED_AVG)
+ * against the plain rank-order loop (then / nin for the average): bit for bit,
+ * 1-5 inputs, counts around the vector width and the block size, misaligned
+ * views, and out aliasing each input. */
 #include "dist/reduce.h"
 #include "dt_test.h"
 
@@ -14,7 +15,7 @@ static float val(unsigned *s)
     return (float)((int)(*s >> 8) % 20001 - 10000) * 1.37e-3f; /* rounding differs with the order */
 }
 
-static void t_sum_f32(void)
+static void check_f32(dt_redop op)
 {
     static const size_t counts[] = {0, 1, 7, 15, 16, 17, 33, 255, 511, 512, 513, 1024, 1031, 4099};
     enum { MAXN = 5, MAXC = 4099 + 3 };
@@ -32,19 +33,25 @@ static void t_sum_f32(void)
                         in[k] = x;
                     }
                     dt__reduce_sum_f32_ref(want, in, nin, count);
+                    if (op == DT_RED_AVG)
+                        for (size_t i = 0; i < count; i++) want[i] /= (float)nin;
                     float *out = alias < 0 ? buf + (size_t)MAXN * MAXC + off : (float *)in[alias];
-                    dt__reduce_n(out, in, nin, count, DT_F32, DT_RED_SUM, 1.0);
+                    dt__reduce_n(out, in, nin, count, DT_F32, op, 1.0);
                     for (size_t i = 0; i < count; i++)
                         DT_ASSERT_MSG(memcmp(&out[i], &want[i], sizeof(float)) == 0,
-                                      "nin %d count %zu off %d alias %d: out[%zu] = %.9g, want %.9g", nin, count, off,
-                                      alias, i, out[i], want[i]);
+                                      "%s nin %d count %zu off %d alias %d: out[%zu] = %.9g, want %.9g",
+                                      dt_redop_name(op), nin, count, off, alias, i, out[i], want[i]);
                 }
     free(buf);
     free(want);
 }
 
+static void t_sum_f32(void) { check_f32(DT_RED_SUM); }
+static void t_avg_f32(void) { check_f32(DT_RED_AVG); }
+
 int main(void)
 {
     DT_RUN(t_sum_f32);
+    DT_RUN(t_avg_f32);
     return DT_TEST_END();
 }
