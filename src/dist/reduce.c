@@ -56,21 +56,7 @@ static inline void add2(float *dst, const float *a, const float *b, size_t m)
     for (; i < m; i++) dst[i] = a[i] + b[i];
 }
 
-DT__CLONES static void sum_f32(float *out, const void *const *in, int nin, size_t count)
-{
-    if (nin == 1) {
-        if (out != in[0]) memmove(out, in[0], count * sizeof(float));
-        return;
-    }
-    for (size_t b = 0; b < count; b += DT__RBLK) {
-        size_t m = count - b < DT__RBLK ? count - b : DT__RBLK;
-        float acc[DT__RBLK];
-        add2(nin == 2 ? out + b : acc, (const float *)in[0] + b, (const float *)in[1] + b, m);
-        for (int k = 2; k < nin; k++) add2(k == nin - 1 ? out + b : acc, acc, (const float *)in[k] + b, m);
-    }
-}
-
-/* dst = a / d over m elements (dst may be a) */
+/* dst = a / d over m elements */
 static inline void div1(float *dst, const float *a, float d, size_t m)
 {
     size_t i = 0;
@@ -83,21 +69,20 @@ static inline void div1(float *dst, const float *a, float d, size_t m)
     for (; i < m; i++) dst[i] = a[i] / d;
 }
 
-/* f32 average (DDP's gradient all_reduce): the rank-order sum of sum_f32 into a
- * block on the stack, then divided by nin on the way out; the same bits as the
- * generic kernel's acc /= nin. */
-DT__CLONES static void avg_f32(float *out, const void *const *in, int nin, size_t count)
+/* avg (DDP's gradient all_reduce): the sum stays in the block on the stack and is
+ * divided by nin on the way out, the generic kernel's acc /= nin. */
+DT__CLONES static void sum_f32(float *out, const void *const *in, int nin, size_t count, bool avg)
 {
     if (nin == 1) {
-        if (out != in[0]) memmove(out, in[0], count * sizeof(float)); /* x / 1 == x */
+        if (out != in[0]) memmove(out, in[0], count * sizeof(float)); /* and x / 1 == x */
         return;
     }
     for (size_t b = 0; b < count; b += DT__RBLK) {
         size_t m = count - b < DT__RBLK ? count - b : DT__RBLK;
-        float acc[DT__RBLK];
-        add2(acc, (const float *)in[0] + b, (const float *)in[1] + b, m);
-        for (int k = 2; k < nin; k++) add2(acc, acc, (const float *)in[k] + b, m);
-        div1(out + b, acc, (float)nin, m);
+        float acc[DT__RBLK], *last = avg ? acc : out + b; /* where the last input is added */
+        add2(nin == 2 ? last : acc, (const float *)in[0] + b, (const float *)in[1] + b, m);
+        for (int k = 2; k < nin; k++) add2(k == nin - 1 ? last : acc, acc, (const float *)in[k] + b, m);
+        if (avg) div1(out + b, acc, (float)nin, m);
     }
 }
 
@@ -187,8 +172,7 @@ void dt__reduce_n(void *out, const void *const *in, int nin, size_t count, dt_dt
     if (count == 0 || nin <= 0) return;
     switch (dtype) {
     case DT_F32:
-        if (op == DT_RED_SUM) sum_f32(out, in, nin, count);
-        else if (op == DT_RED_AVG) avg_f32(out, in, nin, count);
+        if (op == DT_RED_SUM || op == DT_RED_AVG) sum_f32(out, in, nin, count, op == DT_RED_AVG);
         else red_f32(out, in, nin, count, op, premul);
         break;
     case DT_F64: red_f64(out, in, nin, count, op, premul); break;

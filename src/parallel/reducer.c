@@ -173,8 +173,9 @@ int dt__ddp_wait_buckets(dt_ddp *d)
             int rc = dt_work_wait(b->work, -1);
             double s, e;
             if (rc == 0 && dt_work_times(b->work, &s, &e) == 0 && e >= s) {
+                double before = e < t0 ? e : t0; /* the part that ran while backward did */
                 d->comm_s += e - s;
-                d->hidden_s += (e < t0 ? e : t0) > s ? (e < t0 ? e : t0) - s : 0;
+                if (before > s) d->hidden_s += before - s;
             }
             dt_work_free(b->work);
             b->work = NULL;

@@ -10,7 +10,7 @@
  * double libm). Tails are exact: erf(|x| >= 4) = +-1, exp underflows to 0 (and through
  * the denormals) and overflows to inf, NaN propagates.
  * The GELU pieces (dt__vphif) stay in float for speed (16 lanes a vector; the GELU of a
- * transformer's MLP is a tenth of its training time) and are within 8 ulp.
+ * transformer's MLP is a tenth of its training time) and are within 12 ulp.
  *
  * Only plain +, -, *, / and compares: with FMA contraction off (the kernels' target has no
  * FMA) the result is the same bit pattern on every machine and in every clone.
@@ -161,28 +161,33 @@ DT__VM_INLINE float dt__vexpf_fast(float x)
     return x >= -87.33f ? e : (x == x ? 0.0f : x);
 }
 
-/* Sums and maxima in a fixed order that vectorises, for float or double: 16 running
- * sums, lane l taking elements l, l + 16, ..., added up in lane order, then the tail in
- * order. The same bits in every clone (a vector of 16 or two of 8 add the same pairs). */
+/* OUT = the sum over J in [0, N) of EXPR (an expression in J), accumulated in type TA
+ * in a fixed order that vectorises: 16 running sums, lane l taking J = l, l + 16, ...,
+ * added up in lane order, then the tail in order. The same bits in every clone (a
+ * vector of 16 or two of 8 add the same pairs). For a row's sum, of squares, of exps. */
+#define DT__LANE_SUM(TA, OUT, N, J, EXPR)                                                \
+    do {                                                                                 \
+        TA acc_[16] = {0}, s_ = 0;                                                       \
+        int64_t b_ = 0;                                                                  \
+        for (; b_ + 16 <= (N); b_ += 16)                                                 \
+            for (int l_ = 0; l_ < 16; l_++) { int64_t J = b_ + l_; acc_[l_] += (EXPR); } \
+        for (int l_ = 0; l_ < 16; l_++) s_ += acc_[l_];                                  \
+        for (int64_t J = b_; J < (N); J++) s_ += (EXPR);                                 \
+        (OUT) = s_;                                                                      \
+    } while (0)
+
+/* Sum, dot product and maximum of a row in that order, for float or double. */
 #define DT__LANE_SUMS(T)                                                                 \
     DT__VM_INLINE T dt__lanesum_##T(const T *x, int64_t n)                               \
     {                                                                                    \
-        T acc[16] = {0}, s = 0;                                                          \
-        int64_t j = 0;                                                                   \
-        for (; j + 16 <= n; j += 16)                                                     \
-            for (int l = 0; l < 16; l++) acc[l] += x[j + l];                             \
-        for (int l = 0; l < 16; l++) s += acc[l];                                        \
-        for (; j < n; j++) s += x[j];                                                    \
+        T s;                                                                             \
+        DT__LANE_SUM(T, s, n, j, x[j]);                                                  \
         return s;                                                                        \
     }                                                                                    \
     DT__VM_INLINE T dt__lanedot_##T(const T *x, const T *y, int64_t n)                   \
     {                                                                                    \
-        T acc[16] = {0}, s = 0;                                                          \
-        int64_t j = 0;                                                                   \
-        for (; j + 16 <= n; j += 16)                                                     \
-            for (int l = 0; l < 16; l++) acc[l] += x[j + l] * y[j + l];                  \
-        for (int l = 0; l < 16; l++) s += acc[l];                                        \
-        for (; j < n; j++) s += x[j] * y[j];                                             \
+        T s;                                                                             \
+        DT__LANE_SUM(T, s, n, j, x[j] * y[j]);                                           \
         return s;                                                                        \
     }                                                                                    \
     /* The largest of x[0..n), n >= 1, as the loop m = x[0]; m = x[j] > m ? x[j] : m    \
@@ -202,21 +207,8 @@ DT__VM_INLINE float dt__vexpf_fast(float x)
 DT__LANE_SUMS(float)
 DT__LANE_SUMS(double)
 
-/* OUT = the sum over J in [0, N) of EXPR (an expression in J), accumulated in type TA in
- * the same 16-lane order as dt__lanesum_*: for a row's sum of squares, of exps, ... */
-#define DT__LANE_SUM(TA, OUT, N, J, EXPR)                                                \
-    do {                                                                                 \
-        TA acc_[16] = {0}, s_ = 0;                                                       \
-        int64_t b_ = 0;                                                                  \
-        for (; b_ + 16 <= (N); b_ += 16)                                                 \
-            for (int l_ = 0; l_ < 16; l_++) { int64_t J = b_ + l_; acc_[l_] += (EXPR); } \
-        for (int l_ = 0; l_ < 16; l_++) s_ += acc_[l_];                                  \
-        for (int64_t J = b_; J < (N); J++) s_ += (EXPR);                                 \
-        (OUT) = s_;                                                                      \
-    } while (0)
-
 /* e^(-x^2/2) and Phi(x) = erfc(-x / sqrt 2) / 2 for the exact GELU, all in float (16
- * lanes a vector in the AVX-512 clone where double gives 8), within 8 ulp of the exact
+ * lanes a vector in the AVX-512 clone where double gives 8), within 12 ulp of the exact
  * values (tests/tensor/test_vmath.c; torch's own float GELU is 3e-6 relative off at
  * x = -1.5 and 7e-3 at x = -3, where 1 + erf(z) cancels).
  * The exponent -x^2/2 is exact in two pieces: x split into xh (its top 12 bits, so xh^2
