@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # all_reduce (f32 sum, 4 B - 64 MiB) of Open MPI (../shared/bench/mpi_allreduce.c)
-# and of dtbench (private buffers, and --shared-buffers), run back to back on
+# and of dtbench (private buffers; --shared-buffers; --shared-buffers
+# --in-place, as Open MPI's program calls MPI_IN_PLACE), run back to back on
 # NP ranks, ROUNDS times interleaved (mpi, dtbench, dtbench --shared-buffers,
-# mpi, ...), then printed side by side: the median over rounds of each
-# program's time per size, and the ratios. ratio > 1: dtrain is faster.
+# dtbench --shared-buffers --in-place, mpi, ...), then printed side by side:
+# the median over rounds of each program's time per size, and the ratios.
+# ratio > 1: dtrain is faster.
 #   bench/dtbench_vs_mpi.sh [BUILD_DIR] [NP] [ROUNDS] [ITERS]
 # Needs mpicc/mpirun (apt-get install -y libopenmpi-dev openmpi-bin).
 # Open MPI's figure is the mean of up to 2000 calls per size (its program's
@@ -38,6 +40,7 @@ for r in $(seq "$rounds"); do
     dtb "$build" > "$T/dt.$r"
     if [ -n "$base" ]; then dtb "$base" > "$T/base.$r"; fi
     dtb "$build" --shared-buffers > "$T/dts.$r"
+    dtb "$build" --shared-buffers --in-place > "$T/dti.$r"
 done
 python3 - "$T" "$rounds" "$np" "$base" <<'PY'
 import sys, statistics
@@ -49,16 +52,17 @@ def load(kind):
             b, t = line.split()
             per.setdefault(int(b), []).append(float(t))
     return {b: statistics.median(v) for b, v in per.items()}
-mpi, dt, dts = load("mpi"), load("dt"), load("dts")
+mpi, dt, dts, dti = load("mpi"), load("dt"), load("dts"), load("dti")
 base = load("base") if has_base else {}
 f = 2 * (n - 1) / n
 bus = lambda b, t: b / (t * 1e3) * f if t > 0 else 0
-print(f"{'bytes':>10} {'mpi_us':>10} {'dt_us':>10} {'dtsh_us':>10} {'mpi_busbw':>10} {'dt_busbw':>9} {'dtsh_busbw':>10} {'mpi/dt':>7} {'mpi/dtsh':>8}"
+print(f"{'bytes':>10} {'mpi_us':>10} {'dt_us':>10} {'dtsh_us':>10} {'dtship_us':>10} {'mpi_busbw':>10} {'dt_busbw':>9} {'dtsh_busbw':>10} {'mpi/dt':>7} {'mpi/dtsh':>8} {'mpi/dtship':>10}"
       + (f" {'base_us':>9} {'mpi/base':>8}" if has_base else ""))
 for b in sorted(mpi):
     if b not in dt: continue
-    m, d, s = mpi[b], dt[b], dts.get(b, float('nan'))
-    line = f"{b:>10} {m:>10.2f} {d:>10.2f} {s:>10.2f} {bus(b, m):>10.3f} {bus(b, d):>9.3f} {bus(b, s):>10.3f} {m / d:>7.2f} {m / s:>8.2f}"
+    m, d, s, i = mpi[b], dt[b], dts.get(b, float('nan')), dti.get(b, float('nan'))
+    line = (f"{b:>10} {m:>10.2f} {d:>10.2f} {s:>10.2f} {i:>10.2f} {bus(b, m):>10.3f} {bus(b, d):>9.3f} {bus(b, s):>10.3f}"
+            f" {m / d:>7.2f} {m / s:>8.2f} {m / i:>10.2f}")
     if has_base:
         o = base.get(b, float('nan'))
         line += f" {o:>9.2f} {m / o:>8.2f}"

@@ -38,14 +38,15 @@ typedef struct {
     size_t min_bytes, max_bytes;
     double factor;
     int iters, warmup;
-    bool check, shared;
+    bool check, shared, in_place;
     int bind;   /* -1: auto (core when the ranks on this host fit the cores), 0: none, 1: core */
 } bench_cfg;
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: dtbench OP [--backend auto|shm|tcp] [--dtype f32] [--min-bytes 8] [--max-bytes 64M]\n"
-               "               [--factor 4] [--iters 20] [--warmup 5] [--check] [--shared-buffers] [--bind core|none]\n"
+               "               [--factor 4] [--iters 20] [--warmup 5] [--check] [--shared-buffers] [--in-place]\n"
+               "               [--bind core|none]\n"
                "OP: all_reduce all_gather reduce_scatter broadcast reduce all_to_all\n"
                "dtypes: f32 f64 bf16 f16 i32 i64 u8 (or float32, ...)\n");
 }
@@ -89,6 +90,7 @@ static int parse_args(int argc, char **argv, bench_cfg *c)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
         if (!strcmp(a, "--check")) { c->check = true; continue; }
         if (!strcmp(a, "--shared-buffers")) { c->shared = true; continue; }
+        if (!strcmp(a, "--in-place")) { c->in_place = true; continue; }
         if (a[0] != '-') {
             for (int k = 0; k < OP_COUNT; k++)
                 if (!strcmp(a, OP_NAMES[k]) || (!strcmp(a, "allreduce") && k == OP_ALLREDUCE) ||
@@ -112,6 +114,7 @@ static int parse_args(int argc, char **argv, bench_cfg *c)
         if (bad) { fprintf(stderr, "dtbench: bad value '%s' for %s\n", v, a); return -1; }
     }
     if (c->op == OP_COUNT) { usage(stderr); return -1; }
+    if (c->in_place && c->op == OP_ALLTOALL) { fprintf(stderr, "dtbench: all_to_all has no in-place form\n"); return -1; }
     if (c->min_bytes > c->max_bytes) { fprintf(stderr, "dtbench: --min-bytes above --max-bytes\n"); return -1; }
     return 0;
 }
@@ -170,16 +173,39 @@ static void counts_for(const bench *b, size_t bytes, size_t *total, size_t *per)
     }
 }
 
+/* A call's input and output. --in-place as torch and nccl-tests put them:
+ * all_reduce and reduce in one buffer, all_gather's input our block of the
+ * output, reduce_scatter's output our block of the input. (broadcast is
+ * always in place: its input is root's recv.) */
+static char *in_buf(const bench *b, size_t per)
+{
+    if (b->c->op == OP_BROADCAST) return b->recv;
+    if (!b->c->in_place) return b->send;
+    switch (b->c->op) {
+    case OP_ALLGATHER: return b->recv + (size_t)b->rank * per * b->esz;
+    case OP_REDUCE_SCATTER: return b->send;
+    default: return b->recv;
+    }
+}
+
+static char *out_buf(const bench *b, size_t per)
+{
+    if (b->c->in_place && b->c->op == OP_REDUCE_SCATTER) return b->send + (size_t)b->rank * per * b->esz;
+    return b->recv;
+}
+
 static int run_once(bench *b, size_t per)
 {
     dt_dtype t = b->c->dtype;
+    const char *in = in_buf(b, per);
+    char *out = out_buf(b, per);
     switch (b->c->op) {
-    case OP_ALLREDUCE: return dt_pg_allreduce(b->pg, b->send, b->recv, per, t, DT_RED_SUM, NULL, NULL);
-    case OP_ALLGATHER: return dt_pg_allgather(b->pg, b->send, b->recv, per, t, NULL, NULL);
-    case OP_REDUCE_SCATTER: return dt_pg_reduce_scatter(b->pg, b->send, b->recv, per, t, DT_RED_SUM, NULL, NULL);
-    case OP_BROADCAST: return dt_pg_broadcast(b->pg, b->recv, per, t, 0, NULL, NULL);
-    case OP_REDUCE: return dt_pg_reduce(b->pg, b->send, b->recv, per, t, DT_RED_SUM, 0, NULL, NULL);
-    default: return dt_pg_alltoall(b->pg, b->send, b->recv, per, t, NULL, NULL);
+    case OP_ALLREDUCE: return dt_pg_allreduce(b->pg, in, out, per, t, DT_RED_SUM, NULL, NULL);
+    case OP_ALLGATHER: return dt_pg_allgather(b->pg, in, out, per, t, NULL, NULL);
+    case OP_REDUCE_SCATTER: return dt_pg_reduce_scatter(b->pg, in, out, per, t, DT_RED_SUM, NULL, NULL);
+    case OP_BROADCAST: return dt_pg_broadcast(b->pg, out, per, t, 0, NULL, NULL);
+    case OP_REDUCE: return dt_pg_reduce(b->pg, in, out, per, t, DT_RED_SUM, 0, NULL, NULL);
+    default: return dt_pg_alltoall(b->pg, in, out, per, t, NULL, NULL);
     }
 }
 
@@ -188,10 +214,11 @@ static void fill(bench *b, size_t per)
 {
     dt_dtype t = b->c->dtype;
     size_t in = b->c->op == OP_REDUCE_SCATTER || b->c->op == OP_ALLTOALL ? per * (size_t)b->n : per;
+    char *buf = in_buf(b, per);
     if (b->c->op == OP_BROADCAST)
-        for (size_t i = 0; i < per; i++) put_el(t, b->recv, i, b->rank == 0 ? val(0, i) : 0);
+        for (size_t i = 0; i < per; i++) put_el(t, buf, i, b->rank == 0 ? val(0, i) : 0);
     else
-        for (size_t i = 0; i < in; i++) put_el(t, b->send, i, val(b->rank, i));
+        for (size_t i = 0; i < in; i++) put_el(t, buf, i, val(b->rank, i));
 }
 
 static double sum_over(int n, size_t i)
@@ -206,28 +233,29 @@ static long long count_wrong(bench *b, size_t per)
 {
     dt_dtype t = b->c->dtype;
     int n = b->n, r = b->rank;
+    const char *out = out_buf(b, per);
     long long bad = 0;
     switch (b->c->op) {
     case OP_ALLREDUCE:
-        for (size_t i = 0; i < per; i++) bad += get_el(t, b->recv, i) != sum_over(n, i);
+        for (size_t i = 0; i < per; i++) bad += get_el(t, out, i) != sum_over(n, i);
         break;
     case OP_REDUCE:
         if (r == 0)
-            for (size_t i = 0; i < per; i++) bad += get_el(t, b->recv, i) != sum_over(n, i);
+            for (size_t i = 0; i < per; i++) bad += get_el(t, out, i) != sum_over(n, i);
         break;
     case OP_ALLGATHER:
         for (int q = 0; q < n; q++)
-            for (size_t i = 0; i < per; i++) bad += get_el(t, b->recv, (size_t)q * per + i) != val(q, i);
+            for (size_t i = 0; i < per; i++) bad += get_el(t, out, (size_t)q * per + i) != val(q, i);
         break;
     case OP_REDUCE_SCATTER:
-        for (size_t i = 0; i < per; i++) bad += get_el(t, b->recv, i) != sum_over(n, (size_t)r * per + i);
+        for (size_t i = 0; i < per; i++) bad += get_el(t, out, i) != sum_over(n, (size_t)r * per + i);
         break;
     case OP_BROADCAST:
-        for (size_t i = 0; i < per; i++) bad += get_el(t, b->recv, i) != val(0, i);
+        for (size_t i = 0; i < per; i++) bad += get_el(t, out, i) != val(0, i);
         break;
     default: /* rank q's block r arrives as our block q */
         for (int q = 0; q < n; q++)
-            for (size_t i = 0; i < per; i++) bad += get_el(t, b->recv, (size_t)q * per + i) != val(q, (size_t)r * per + i);
+            for (size_t i = 0; i < per; i++) bad += get_el(t, out, (size_t)q * per + i) != val(q, (size_t)r * per + i);
         break;
     }
     return bad;
@@ -314,8 +342,9 @@ int main(int argc, char **argv)
     memset(b.send, 0, b.cap);
     memset(b.recv, 0, b.cap);
     if (b.rank == 0) {
-        printf("# dtbench %s, %d ranks, backend %s, dtype %s, %s buffers, iters %d, warmup %d%s\n", OP_NAMES[cfg.op],
+        printf("# dtbench %s, %d ranks, backend %s, dtype %s, %s buffers%s, iters %d, warmup %d%s\n", OP_NAMES[cfg.op],
                b.n, dt_pg_backend(pg), dt_dtype_name(cfg.dtype), cfg.shared ? "shared (dt_pg_alloc)" : "private",
+               cfg.in_place ? " in place" : "",
                cfg.iters, cfg.warmup, cfg.check ? ", checked" : "");
         printf("# %d of %d ranks bound to a core; time: slowest rank's median; busbw factor %.3f; wrong: -1 = not checked\n",
                bound, b.n, bus_factor(cfg.op, b.n));
@@ -340,6 +369,10 @@ int main(int argc, char **argv)
         if (rc < 0) break;
         qsort(times, (size_t)cfg.iters, sizeof *times, cmp_double);
         double med = cfg.iters % 2 ? times[cfg.iters / 2] : 0.5 * (times[cfg.iters / 2 - 1] + times[cfg.iters / 2]);
+        if (cfg.check && cfg.in_place) { /* the timed calls summed into their own inputs */
+            fill(&b, per);
+            if ((rc = run_once(&b, per)) < 0) break;
+        }
         long long wrong = cfg.check ? count_wrong(&b, per) : -1;
         double slowest = med;
         long long wrong_all = wrong;

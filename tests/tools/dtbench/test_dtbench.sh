@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# dtbench --check: each op, a few dtypes, private and shared buffers, under
+# dtbench --check: each op, a few dtypes, private and shared buffers, out of
+# place and in place, under
 # dtrun (2 ranks) and by hand (3 ranks, env://); every row's `wrong` column
 # must be 0 and the sizes must be the ones asked for. No timing is asserted.
 # Unknown or unbuilt backends fail with a clear message.
@@ -34,6 +35,20 @@ for op in all_reduce all_gather reduce_scatter broadcast reduce all_to_all; do
     grep -q 'shared (dt_pg_alloc) buffers' "$T/$op.shared" || fail "$op: shared buffers not used"
     check_rows "$T/$op.shared" 7
 done
+
+# --in-place (send == recv, all_gather's input inside its output, reduce_scatter's
+# output inside its input), 3 ranks: private and shared buffers, small and large sizes
+for op in all_reduce all_gather reduce_scatter reduce; do
+    for sh in "" --shared-buffers; do
+        timeout 120 "$build/bin/dtrun" --standalone --nproc_per_node=3 "$B" $op --check --in-place $sh \
+            --min-bytes 96 --max-bytes 6M --factor 16 --iters 3 --warmup 1 > "$T/$op.inplace" 2> "$T/err" ||
+            { cat "$T/err" >&2; fail "$op --in-place $sh"; }
+        grep -q 'buffers in place' "$T/$op.inplace" || fail "$op: not in place"
+        check_rows "$T/$op.inplace" 5   # 96 1.5K 24K 384K 6M
+    done
+done
+if timeout 10 "$B" all_to_all --in-place 2> "$T/a2a"; then fail "all_to_all --in-place accepted"; fi
+grep -q "no in-place form" "$T/a2a" || fail "all_to_all --in-place message"
 
 # by hand, 3 ranks (uneven splits of the buffer), env://
 port=$(freeport)

@@ -1,19 +1,21 @@
 /* The shm backend's large all_reduce over private buffers by cross-memory
- * attach (CMA: process_vm_readv), where the kernel allows it.
+ * attach (CMA: process_vm_readv/writev), where the kernel allows it.
  *
  * The staging algorithm (allreduce.c) copies what the peers reduce into the
  * segment first: 4 passes over the message per rank at 2 ranks. With CMA a
- * rank reads a peer's buffer straight out of the peer's address space (the
- * kernel copies once, from the peer's pages into ours), as the direct
- * algorithm does for buffers in the shm heap:
- *   1. rank r reduces its 1/n slice, reading every peer's send slice in
- *      cache-sized chunks into a scratch buffer and adding them, in rank
- *      order, with its own, into its recv;
- *   2. after everyone has, it reads the other slices straight from their
- *      owners' recv into its own;
- *   3. a last publish/wait says nobody reads ours any more.
- * That is 2.5 passes; in place is safe as in the direct algorithm (a rank
- * overwrites its other slices only after every peer has reduced them).
+ * rank reads a peer's buffer straight out of the peer's address space, and
+ * writes into it (the kernel copies once, between the two processes' pages),
+ * as the direct algorithm does for buffers in the shm heap: rank r reduces
+ * its 1/n slice, a cache-sized chunk at a time, reading every peer's send
+ * slice into a scratch buffer and adding them, in rank order, with its own,
+ * into its recv; then it writes the chunk, still hot, into every peer's
+ * recv. A last publish/wait says every output is whole and no input is read
+ * any more. In place is safe as in the direct algorithm: each rank reads and
+ * writes only its own slice of every buffer. (Writing the peers' outputs,
+ * rather than reading the other slices out of their owners' outputs after a
+ * wait, saves a wait and measured faster at every size on the Intel VM of
+ * session 13: 64 KiB 6.5 against 12.2 us, 1 MiB 105 against 167, 16 MiB
+ * 2.47 against 2.77 ms.)
  * Only up to DT__SHM_CMA_MAX bytes (shm.h): larger messages stage, whose
  * chunked pipeline keeps each chunk in cache between its passes.
  *
@@ -38,31 +40,32 @@
 
 #define DT__SHM_CMA_CHUNK (64u << 10) /* bytes of a peer's slice per read (stays in L2) */
 
-/* Read len bytes at the peer's address va into dst (process_vm_readv may
- * stop short: it goes on). 0, or -errno. */
-static int peer_read(pid_t pid, void *dst, uint64_t va, size_t len)
+/* Copy len bytes between our buf and the peer's address va: into buf
+ * (process_vm_readv), or from it (to_peer: process_vm_writev). Either may
+ * stop short: it goes on. 0, or -errno. */
+static int peer_copy(pid_t pid, void *buf, uint64_t va, size_t len, bool to_peer)
 {
     while (len) {
-        struct iovec l = {.iov_base = dst, .iov_len = len}, r = {.iov_base = (void *)(uintptr_t)va, .iov_len = len};
-        ssize_t got = process_vm_readv(pid, &l, 1, &r, 1, 0);
+        struct iovec l = {.iov_base = buf, .iov_len = len}, r = {.iov_base = (void *)(uintptr_t)va, .iov_len = len};
+        ssize_t got = to_peer ? process_vm_writev(pid, &l, 1, &r, 1, 0) : process_vm_readv(pid, &l, 1, &r, 1, 0);
         if (got < 0) {
             if (errno == EINTR) continue;
             return -errno;
         }
         if (got == 0) return -EFAULT;
-        dst = (char *)dst + got;
+        buf = (char *)buf + got;
         va += (uint64_t)got;
         len -= (size_t)got;
     }
     return 0;
 }
 
-static int read_fail(dt__shm *st, int j, int err, const char *what)
+static int copy_fail(dt__shm *st, int j, int err, const char *verb, const char *what)
 {
     if (err == -ESRCH)
-        return dt__shm_fail(st, DT_EPEER, 1ull << j, "rank %d (pid %d) exited while rank %d read its %s", j,
-                            (int)st->ctrl[j].pid, st->rank, what);
-    return dt__shm_fail(st, DT_ESYS, 1ull << j, "rank %d could not read rank %d's %s: %s", st->rank, j, what,
+        return dt__shm_fail(st, DT_EPEER, 1ull << j, "rank %d (pid %d) exited while rank %d %s its %s", j,
+                            (int)st->ctrl[j].pid, st->rank, verb[0] == 'r' ? "read" : "wrote", what);
+    return dt__shm_fail(st, DT_ESYS, 1ull << j, "rank %d could not %s rank %d's %s: %s", st->rank, verb, j, what,
                         strerror(-err));
 }
 
@@ -74,7 +77,7 @@ int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
         /* the peer's own view of its ctrl line must be the line we see: then the pid
          * names that process here (not another one, in another pid namespace) */
         dt__shm_ctrl probe;
-        ok = peer_read((pid_t)st->ctrl[j].pid, &probe, st->ctrl[j].self_va, sizeof probe) == 0 &&
+        ok = peer_copy((pid_t)st->ctrl[j].pid, &probe, st->ctrl[j].self_va, sizeof probe, false) == 0 &&
              probe.pid == st->ctrl[j].pid && probe.self_va == st->ctrl[j].self_va;
     }
     /* the answer goes in our slot's data (unused by a large op's header round) */
@@ -110,21 +113,18 @@ int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
         char *tmp = st->cma_tmp;
         for (int j = 0; j < n; j++) {
             if (j == me) { ins[j] = send + x * esz; continue; }
-            int rc = peer_read((pid_t)st->ctrl[j].pid, tmp, send_va[j] + x * esz, m * esz);
-            if (rc < 0) return read_fail(st, j, rc, "send buffer");
+            int rc = peer_copy((pid_t)st->ctrl[j].pid, tmp, send_va[j] + x * esz, m * esz, false);
+            if (rc < 0) return copy_fail(st, j, rc, "read", "send buffer");
             ins[j] = tmp;
             tmp += DT__SHM_CMA_CHUNK;
         }
         dt__reduce_n(recv + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
+        for (int j = 0; j < n; j++) {
+            if (j == me) continue;
+            int rc = peer_copy((pid_t)st->ctrl[j].pid, recv + x * esz, recv_va[j] + x * esz, m * esz, true);
+            if (rc < 0) return copy_fail(st, j, rc, "write", "output");
+        }
     }
     dt__shm_publish(st);
-    DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
-    for (int j = 0; j < n; j++) {
-        if (j == me) continue;
-        dt__shm_split(c->count, n, j, &lo, &hi);
-        int rc = peer_read((pid_t)st->ctrl[j].pid, recv + lo * esz, recv_va[j] + lo * esz, (hi - lo) * esz);
-        if (rc < 0) return read_fail(st, j, rc, "output");
-    }
-    dt__shm_publish(st);
-    return dt__shm_wait_all(st, st->step, c->deadline_ns); /* nobody still reads our output */
+    return dt__shm_wait_all(st, st->step, c->deadline_ns); /* every output written, no input read any more */
 }

@@ -231,10 +231,11 @@ int dt__shm_barrier(void *state, const dt__coll *c);
 int dt__shm_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
 void dt__shm_p2p_kick(void *state);
 
-/* ---- cma.c: all_reduce over private buffers by process_vm_readv */
+/* ---- cma.c: all_reduce over private buffers by process_vm_readv/writev */
 /* Up to this many bytes: past it the message outgrows the caches, and staging's
  * chunk-by-chunk pipeline (each chunk reduced and copied out while in cache) beat
- * CMA's two whole passes (32 MiB: 6.7-7.0 ms staged vs 9.4-10.0 ms, 2 ranks). */
+ * CMA (32 MiB: 6.7-7.0 ms staged vs 9.4-10.0 ms, 2 ranks, when CMA read the
+ * results back; 7.0-7.5 vs 10.6-11.6 ms writing them to the peers). */
 #define DT__SHM_CMA_MAX (16u << 20)
 /* Inside the header round of parity p of a large all_reduce (send_va posted):
  * decide st->cma for the group, unanimously (one more publish/wait). */

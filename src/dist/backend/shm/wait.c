@@ -202,10 +202,15 @@ static int wait_word(dt__shm *st, _Atomic uint32_t *w, _Atomic uint32_t *waiters
         if (now - st->last_live_check >= DT__SHM_LIVE_NS) {
             st->last_live_check = now;
             for (int j = 0; j < st->size; j++)
-                if ((peers & (1ull << j)) && peer_dead(st, j))
+                if ((peers & (1ull << j)) && peer_dead(st, j)) {
+                    /* it may have published what we wait for and left since we
+                     * looked (we were descheduled in between): a dead peer writes
+                     * nothing more, so one more look is the final answer */
+                    if (reached(atomic_load_explicit(w, memory_order_acquire), v, ge)) return 0;
                     return dt__shm_fail(st, DT_EPEER, 1ull << j,
                                         "rank %d (pid %d) exited while rank %d waited for it", j,
                                         (int)st->ctrl[j].pid, st->rank);
+                }
         }
         int64_t ns = deadline_ns - now;
         if (ns > DT__SHM_SLICE_NS) ns = DT__SHM_SLICE_NS;
