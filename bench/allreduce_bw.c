@@ -2,16 +2,19 @@
  * twin of ../shared/bench/gloo_allreduce.py (same sizes, same iteration
  * counts, same warm-up, the slowest rank's time, the same columns), so the
  * two outputs can be put side by side.
- *   build/bin/allreduce_bw BACKEND WORLD [MAX_BYTES]     e.g. tcp 2
- * Forks WORLD ranks (dt_spawn) on this host; f32 sum, in place. */
+ *   build/bin/allreduce_bw BACKEND WORLD [MAX_BYTES [shared]]     e.g. tcp 2
+ * Forks WORLD ranks (dt_spawn) on this host; f32 sum, in place; "shared":
+ * the buffer from dt_pg_alloc (the shm backend's direct path), else malloc. */
 #include <dtrain/dtrain.h>
 #include <dtrain/spawn.h>
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *backend;
 static size_t max_bytes = 64u << 20;
+static int shared;
 
 static int body(int rank, int n, void *arg)
 {
@@ -19,7 +22,7 @@ static int body(int rank, int n, void *arg)
     dt_pg *pg = dt_init_process_group(backend, "env://", NULL);
     if (!pg) return dt_last_error_code();
     if (rank == 0) printf("# dtrain %s allreduce, world=%d\n# bytes  us/op  algbw_GBps  busbw_GBps\n", dt_pg_backend(pg), n);
-    float *t = malloc(max_bytes);
+    float *t = shared ? dt_pg_alloc(pg, max_bytes) : malloc(max_bytes);
     if (!t) return DT_ENOMEM;
     for (size_t b = 4; b <= max_bytes; b *= 4) {
         size_t count = b / 4 ? b / 4 : 1;
@@ -35,7 +38,8 @@ static int body(int rank, int n, void *arg)
         double alg = (double)b / dt / 1e9;
         if (rank == 0) printf("%9zu %9.1f %8.3f %8.3f\n", b, dt * 1e6, alg, alg * 2 * (n - 1) / n), fflush(stdout);
     }
-    free(t);
+    if (shared) dt_pg_free(pg, t);
+    else free(t);
     dt_destroy_process_group(pg);
     return 0;
 }
@@ -43,12 +47,13 @@ static int body(int rank, int n, void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s BACKEND WORLD [MAX_BYTES]\n", argv[0]);
+        fprintf(stderr, "usage: %s BACKEND WORLD [MAX_BYTES [shared]]\n", argv[0]);
         return 2;
     }
     backend = argv[1];
     int n = atoi(argv[2]);
     if (argc > 3) max_bytes = strtoull(argv[3], NULL, 10);
+    shared = argc > 4 && !strcmp(argv[4], "shared");
     if (dt_spawn(body, n, NULL) < 0) {
         fprintf(stderr, "allreduce_bw: %s\n", dt_last_error());
         return 1;
