@@ -38,7 +38,9 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#define DT__SHM_CMA_CHUNK (256u << 10) /* bytes of a peer's slice per read: 256 KiB measured 8-12% faster than 64 KiB and 1 MiB at 1-16 MiB (2 ranks) */
+/* bytes of a peer's slice per read: 256 KiB measured 8-12% faster than 64 KiB
+ * and 1 MiB at 1-16 MiB (2 ranks) */
+#define DT__SHM_CMA_CHUNK (256u << 10)
 
 /* Copy len bytes between our buf and the peer's address va: into buf
  * (process_vm_readv), or from it (to_peer: process_vm_writev). Either may
