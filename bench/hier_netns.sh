@@ -5,9 +5,11 @@
 # the same load; medians per size. The "hosts" are network + UTS namespaces on a
 # veth pair (10.77.2.1, 10.77.2.2), so the link is a memory copy through the
 # kernel and every rank shares this machine's cores. Needs root.
-#   bench/hier_netns.sh [BUILD=build] [ROUNDS=3] [ITERS=10]
+#   bench/hier_netns.sh [BUILD=build] [ROUNDS=3] [ITERS=10] [OP=all_reduce]
+# OP all_gather or reduce_scatter: auto (hierarchical) against flat tcp alone
+# (the slice variant is all_reduce's).
 set -euo pipefail
-build=${1:-build} rounds=${2:-3} iters=${3:-10}
+build=${1:-build} rounds=${2:-3} iters=${3:-10} op=${4:-all_reduce}
 DTBENCH=$(cd "$build" && pwd)/bin/dtbench
 T=$(mktemp -d /tmp/dt_hierbench_XXXXXX)
 A=dthA$$ B=dthB$$
@@ -36,7 +38,7 @@ run() { # run BACKEND OUT [VAR=V]
         if [ $r -ge 2 ]; then ns=$B h=hostB extra=(DTRAIN_SOCKET_IFNAME=hb$$); fi
         ip netns exec $ns unshare --uts sh -c 'hostname "$0"; exec "$@"' $h \
             env ${3:-DT_NOTHING=1} RANK=$r WORLD_SIZE=4 MASTER_ADDR=10.77.2.1 MASTER_PORT=$PORT ${extra[@]+"${extra[@]}"} \
-            timeout 600 "$DTBENCH" all_reduce --backend "$1" --min-bytes 1M --max-bytes 64M --factor 4 \
+            timeout 600 "$DTBENCH" "$op" --backend "$1" --min-bytes 1M --max-bytes 64M --factor 4 \
             --iters "$iters" --warmup 2 --bind none > "$T/out.$r" 2> "$T/err.$r" &
         pids+=($!)
     done
@@ -45,13 +47,23 @@ run() { # run BACKEND OUT [VAR=V]
 }
 for i in $(seq 1 "$rounds"); do
     run auto "$T/auto.$i"
-    run auto "$T/slice.$i" DTRAIN_HIER_ALLREDUCE=slice
+    if [ "$op" = all_reduce ]; then run auto "$T/slice.$i" DTRAIN_HIER_ALLREDUCE=slice; fi
     run tcp "$T/tcp.$i"
 done
 head -1 "$T/auto.1"
 head -1 "$T/tcp.1"
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-echo "# all_reduce f32 busbw GB/s, 2 hosts x 2 ranks, $rounds rounds alternating, medians; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $op f32 busbw GB/s, 2 hosts x 2 ranks, $rounds rounds alternating, medians; load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$op" != all_reduce ]; then
+    echo "| size | hier | tcp (flat) | hier / flat |"
+    echo "|---|---|---|---|"
+    for b in 1048576 4194304 16777216 67108864; do
+        h=$(cat "$T"/auto.* | awk -v b=$b '$1 == b {print $6}' | median)
+        f=$(cat "$T"/tcp.* | awk -v b=$b '$1 == b {print $6}' | median)
+        echo "| $((b >> 20)) MiB | $h | $f | $(awk -v h="$h" -v f="$f" 'BEGIN {printf "%.2f", h / f}') |"
+    done
+    exit 0
+fi
 echo "| size | hier, leader | hier, slice | tcp (flat) | leader / flat | slice / flat |"
 echo "|---|---|---|---|---|---|"
 for b in 1048576 4194304 16777216 67108864; do

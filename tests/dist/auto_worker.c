@@ -9,8 +9,10 @@
  *     (in place and not), checked bit for bit against the documented
  *     hierarchical order computed here (hosts in order of their lowest rank,
  *     ranks of a host in order), reduce to every root, broadcast from every
- *     root, barrier (the last rank arrives late), all_gather, reduce_scatter,
- *     send/recv, and subgroups (one spanning both hosts in scrambled order, one
+ *     root, barrier (the last rank arrives late), all_gather (into one buffer,
+ *     a list in reverse order, in place, uneven with an empty block),
+ *     reduce_scatter (integers exactly; f32 average and bf16 sum with the
+ *     bits of the matching block of all_reduce), send/recv, and subgroups (one spanning both hosts in scrambled order, one
  *     rank per host, one host); prints
  *       rank R world N local L/S backend B ok
  *       rank R desc <dt_pg_backend_desc>
@@ -258,6 +260,40 @@ static void check_gathers(dt_pg *pg)
     CHECK(dt_pg_reduce_scatter(pg, s, r, C, DT_I32, DT_RED_SUM, NULL, NULL));
     for (int i = 0; i < C; i++)
         if (r[i] != n * (n - 1) / 2 + n * (me * C + i)) FAIL("reduce_scatter [%d] = %d", i, r[i]);
+    /* all_gather into a list in reverse order, in place, and uneven with an empty block */
+    void *lst[64];
+    for (int j = 0; j < n; j++) lst[j] = r + (size_t)(n - 1 - j) * C;
+    for (int i = 0; i < C; i++) s[i] = me * 100000 + i;
+    CHECK(dt_pg_allgather_list(pg, s, lst, C, DT_I32, NULL, NULL));
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < C; i++)
+            if (((int32_t *)lst[j])[i] != j * 100000 + i) FAIL("all_gather_list [%d][%d] = %d", j, i, ((int32_t *)lst[j])[i]);
+    for (int i = 0; i < C * n; i++) r[i] = -1;
+    for (int i = 0; i < C; i++) r[me * C + i] = me * 100000 + i;
+    CHECK(dt_pg_allgather(pg, r + (size_t)me * C, r, C, DT_I32, NULL, NULL));
+    for (int i = 0; i < C * n; i++)
+        if (r[i] != i / C * 100000 + i % C) FAIL("all_gather in place [%d] = %d", i, r[i]);
+    size_t vc[64], tot = 0;
+    for (int j = 0; j < n; j++) tot += vc[j] = j == 1 ? 0 : (size_t)(C - 37 * j);
+    for (size_t i = 0; i < vc[me]; i++) s[i] = me * 100000 + (int)i;
+    CHECK(dt_pg_allgatherv(pg, s, vc[me], r, vc, DT_I32, NULL, NULL));
+    for (int j = 0, at = 0; j < n; at += (int)vc[j++])
+        for (size_t i = 0; i < vc[j]; i++)
+            if (r[at + (int)i] != j * 100000 + (int)i) FAIL("all_gatherv [%d][%zu] = %d", j, i, r[at + (int)i]);
+    (void)tot;
+    /* reduce_scatter has the bits of the matching block of all_reduce (f32
+     * average, bf16 sum: the same order and roundings) */
+    float *fs = malloc(C * n * sizeof *fs), *fr = malloc(C * sizeof *fr), *fa = malloc(C * n * sizeof *fa);
+    for (int i = 0; i < C * n; i++) fs[i] = (float)((me * 7919 + i * 104729) % 1000) / 7.0f;
+    CHECK(dt_pg_reduce_scatter(pg, fs, fr, C, DT_F32, DT_RED_AVG, NULL, NULL));
+    CHECK(dt_pg_allreduce(pg, fs, fa, C * n, DT_F32, DT_RED_AVG, NULL, NULL));
+    if (memcmp(fr, fa + (size_t)me * C, C * sizeof *fr) != 0) FAIL("reduce_scatter f32 avg differs from all_reduce's block");
+    uint16_t *bs = malloc(C * n * sizeof *bs), *br = malloc(C * sizeof *br), *ba = malloc(C * n * sizeof *ba);
+    for (int i = 0; i < C * n; i++) bs[i] = dt_f32_to_bf16(fs[i] * 1.0001f);
+    CHECK(dt_pg_reduce_scatter(pg, bs, br, C, DT_BF16, DT_RED_SUM, NULL, NULL));
+    CHECK(dt_pg_allreduce(pg, bs, ba, C * n, DT_BF16, DT_RED_SUM, NULL, NULL));
+    if (memcmp(br, ba + (size_t)me * C, C * sizeof *br) != 0) FAIL("reduce_scatter bf16 sum differs from all_reduce's block");
+    free(fs), free(fr), free(fa), free(bs), free(br), free(ba);
     /* a ring of send/recv */
     int32_t out = me * 7, got = -1;
     dt_p2p_op ops[2] = {{.kind = DT_P2P_SEND, .buf = &out, .count = 1, .dtype = DT_I32, .peer = (me + 1) % n},

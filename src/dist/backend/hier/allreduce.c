@@ -13,7 +13,16 @@
  * f32 at both levels and rounded once by the leader before the broadcast,
  * so they round once, as on one backend.
  * all_reduce can also go by slices (DTRAIN_HIER_ALLREDUCE=slice, below);
- * docs/tcp.md says why leader is the default. */
+ * docs/tcp.md says why leader is the default.
+ *
+ * reduce_scatter, with the blocks laid out host by host (dt__hier_layout):
+ *   1. shm reduce of the whole input onto the leader (widened, op1);
+ *   2. tcp reduce_scatter among the leaders: leader k gets host k's run (op2);
+ *   3. the leader divides (AVG) and rounds (halves) its host's run;
+ *   4. shm scatter of the run's blocks to the host's ranks.
+ * The same order and roundings as all_reduce, so the blocks have the bits of
+ * the matching slices of a hierarchical all_reduce. Between hosts each
+ * element crosses once per host pair instead of once per rank pair. */
 #include "dist/backend/hier/hier.h"
 
 #include <string.h>
@@ -165,4 +174,67 @@ int dt__hier_allreduce(dt__hier *h, const dt__coll *c)
     }
     if (h->rank == c->root) return dt__hier_sub_p2p(h, &h->local, DT_P2P_RECV, c->recv, count * esz, 0, c->deadline_ns);
     return 0;
+}
+
+int dt__hier_reduce_scatter(dt__hier *h, const dt__coll *c)
+{
+    DT_CHECK(dt__hier_check(h));
+    int n = h->size, m = h->local.size, nh = h->nhosts;
+    bool leader = h->local.rank == 0, wide = c->dtype == DT_BF16 || c->dtype == DT_F16;
+    dt_dtype wt = wide ? DT_F32 : c->dtype;
+    size_t esz = dt_dtype_size(c->dtype), wsz = dt_dtype_size(wt);
+    dt_redop op1 = c->redop == DT_RED_AVG ? DT_RED_SUM : c->redop;
+    dt_redop op2 = c->redop == DT_RED_AVG || c->redop == DT_RED_PREMUL_SUM ? DT_RED_SUM : c->redop;
+    size_t *hoff = dt_alloc(((size_t)n + 2 * (size_t)nh + (size_t)m) * sizeof(size_t) + ((size_t)m + (size_t)nh) * sizeof(void *),
+                            DT_MEM_COMM);
+    if (!hoff) return dt__hier_fail(h, NULL, DT_ENOMEM);
+    size_t *hcount = hoff + n, *hstart = hcount + nh, *lcount = hstart + nh;
+    const void **lsend = (const void **)(lcount + m), **hsend = lsend + m;
+    size_t total = dt__hier_layout(h, c->recv_counts, hoff, hcount, hstart), mine = hcount[h->my_host];
+    /* scratch: the input host by host in wt (unless it is so already), then on
+     * the leader the host-level sums and its host's run */
+    char *base;
+    bool direct = !wide && dt__hier_in_layout(h, c->sendv, c->recv_counts, hoff, esz, &base);
+    size_t in_bytes = direct ? 0 : total * wsz, acc_bytes = leader ? total * wsz : 0;
+    char *t = dt__hier_tmp(h, in_bytes + acc_bytes + (leader ? mine * wsz : 0) + 64);
+    if (!t) {
+        dt_free(hoff);
+        return dt__hier_fail(h, NULL, DT_ENOMEM);
+    }
+    const char *in = direct ? base : t;
+    char *acc = leader ? t + in_bytes : NULL, *run = leader ? t + in_bytes + acc_bytes : NULL;
+    if (!direct)
+        for (int j = 0; j < n; j++) {
+            size_t k = c->recv_counts[j];
+            if (!k) continue;
+            if (wide) widen((float *)(t + hoff[j] * wsz), c->sendv[j], k, c->dtype);
+            else memcpy(t + hoff[j] * wsz, c->sendv[j], k * wsz);
+        }
+    /* 1. host level: the whole input onto the leader */
+    dt__coll s = {.kind = DT__OP_REDUCE, .dtype = wt, .redop = op1, .premul = c->premul, .root = 0, .send = in,
+                  .recv = acc, .count = total, .deadline_ns = c->deadline_ns};
+    int rc = dt__hier_sub(h, &h->local, s, true);
+    if (rc == 0 && leader) {
+        /* 2. between hosts: each leader gets its host's run */
+        for (int k = 0; k < nh; k++) hsend[k] = acc + hstart[k] * wsz;
+        dt__coll r = {.kind = DT__OP_REDUCE_SCATTER, .dtype = wt, .redop = op2, .premul = 1.0, .recv = run,
+                      .sendv = (const void *const *)hsend, .recv_counts = hcount, .deadline_ns = c->deadline_ns};
+        rc = dt__hier_sub(h, &h->lead, r, false);
+        /* 3. the one division of AVG, the one rounding of the halves */
+        if (rc == 0 && mine) {
+            if (c->redop == DT_RED_AVG) divide(run, mine, wt, n);
+            if (wide) narrow((uint16_t *)run, (const float *)run, mine, c->dtype);
+        }
+    }
+    /* 4. each rank of the host its block */
+    for (int i = 0; i < m; i++) {
+        int j = h->local.ranks[i];
+        lcount[i] = c->recv_counts[j];
+        lsend[i] = leader ? run + (hoff[j] - hstart[h->my_host]) * esz : NULL;
+    }
+    dt__coll sc = {.kind = DT__OP_SCATTER, .dtype = c->dtype, .root = 0, .sendv = (const void *const *)lsend,
+                   .send_counts = lcount, .recv = c->recv, .deadline_ns = c->deadline_ns};
+    if (rc == 0) rc = dt__hier_sub(h, &h->local, sc, false);
+    dt_free(hoff);
+    return rc;
 }

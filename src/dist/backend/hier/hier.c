@@ -221,6 +221,36 @@ void *dt__hier_tmp(dt__hier *h, size_t bytes)
     return n;
 }
 
+size_t dt__hier_layout(const dt__hier *h, const size_t *counts, size_t *hoff, size_t *hcount, size_t *hstart)
+{
+    for (int k = 0; k < h->nhosts; k++) hcount[k] = 0;
+    for (int j = 0; j < h->size; j++) hcount[h->host[j]] += counts[j];
+    size_t total = 0;
+    for (int k = 0; k < h->nhosts; k++) {
+        hstart[k] = total;
+        total += hcount[k];
+    }
+    for (int k = 0; k < h->nhosts; k++) hcount[k] = 0; /* now: filled so far */
+    for (int j = 0; j < h->size; j++) {
+        int k = h->host[j];
+        hoff[j] = hstart[k] + hcount[k];
+        hcount[k] += counts[j];
+    }
+    return total;
+}
+
+bool dt__hier_in_layout(const dt__hier *h, const void *const *ptrs, const size_t *counts, const size_t *hoff, size_t esz,
+                        char **base)
+{
+    *base = NULL;
+    for (int j = 0; j < h->size; j++) {
+        if (!counts[j]) continue;
+        if (!*base) *base = (char *)ptrs[j] - hoff[j] * esz;
+        if ((const char *)ptrs[j] != *base + hoff[j] * esz) return false;
+    }
+    return *base != NULL;
+}
+
 /* Make component p over ranks (group ranks, ascending; ranks NULL: every rank,
  * numbered as the group). A rank not listed leaves p->ops NULL. */
 static int part_make(dt__hier *h, dt__hier_part *p, const dt__backend_ops *ops, const char *key, const int *ranks,
@@ -447,6 +477,8 @@ static int flat_coll(void *state, const dt__coll *c)
         return fn(h, c);                                                       \
     }
 DT__HIER_OP(op_allreduce, dt__hier_allreduce)
+DT__HIER_OP(op_allgather, dt__hier_allgather)
+DT__HIER_OP(op_reduce_scatter, dt__hier_reduce_scatter)
 DT__HIER_OP(op_broadcast, dt__hier_broadcast)
 DT__HIER_OP(op_barrier, dt__hier_barrier)
 DT__HIER_OP(op_flat, flat_coll)
@@ -494,10 +526,10 @@ const dt__backend_ops dt__backend_hier = {
         [DT__OP_ALLREDUCE] = op_allreduce,
         [DT__OP_BROADCAST] = op_broadcast,
         [DT__OP_REDUCE] = op_allreduce,
-        [DT__OP_ALLGATHER] = op_flat,
+        [DT__OP_ALLGATHER] = op_allgather,
         [DT__OP_GATHER] = op_flat,
         [DT__OP_SCATTER] = op_flat,
-        [DT__OP_REDUCE_SCATTER] = op_flat,
+        [DT__OP_REDUCE_SCATTER] = op_reduce_scatter,
         [DT__OP_ALLTOALL] = op_flat,
         [DT__OP_BARRIER] = op_barrier,
     },

@@ -4,7 +4,8 @@
  *
  * Composition (made in create(), in this order on every rank):
  *   flat   tcp over every rank of the group (group rank = flat rank); the ops
- *          without a hierarchical algorithm and send/recv run here;
+ *          without a hierarchical algorithm (gather, scatter, all_to_all)
+ *          and send/recv run here;
  *   local  shm over the ranks on this rank's host (ascending group ranks;
  *          local rank 0, the lowest group rank there, is the host's leader);
  *   lead   tcp over the leaders, one per host (leader rank h = host h, hosts
@@ -102,11 +103,22 @@ int dt__hier_fail(dt__hier *h, dt__hier_part *p, int code);
 int dt__hier_check(dt__hier *h);
 /* A scratch of at least bytes (reused between ops). */
 void *dt__hier_tmp(dt__hier *h, size_t bytes);
+/* Per-rank blocks of counts[size] elements laid out host by host (each host's
+ * ranks in rank order): hoff[size] the offset of each rank's block,
+ * hcount[nhosts] each host's elements, hstart[nhosts] where its run begins.
+ * Returns the total. */
+size_t dt__hier_layout(const dt__hier *h, const size_t *counts, size_t *hoff, size_t *hcount, size_t *hstart);
+/* Whether ptrs[j] (blocks of counts[j] elements of esz bytes; empty ones
+ * ignored) all lie in one buffer laid out as hoff says; *base: its start. */
+bool dt__hier_in_layout(const dt__hier *h, const void *const *ptrs, const size_t *counts, const size_t *hoff, size_t esz,
+                        char **base);
 
 /* ---- allreduce.c */
 int dt__hier_allreduce(dt__hier *h, const dt__coll *c);   /* ALLREDUCE and REDUCE */
+int dt__hier_reduce_scatter(dt__hier *h, const dt__coll *c);
 
 /* ---- gather.c */
+int dt__hier_allgather(dt__hier *h, const dt__coll *c);
 int dt__hier_broadcast(dt__hier *h, const dt__coll *c);
 int dt__hier_barrier(dt__hier *h, const dt__coll *c);
 
