@@ -27,20 +27,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ ${#models[@]} -gt 0 ] || models=(mlp cnn gpt)
-bin=$here/build/bin
-for p in train_fmnist train_gpt dtrun; do
-    [ -x "$bin/$p" ] || { echo "$bin/$p missing: run make build first" >&2; exit 1; }
-done
+. "$here/bench/jobs.sh"
 /usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "torch is not importable by /usr/bin/python3 (apt-get install python3-torch)" >&2; exit 1; }
-
-args_of() {
-    case $1 in
-        mlp) echo "--model mlp --epochs 1" ;;
-        cnn) echo "--model cnn --steps 300" ;;
-        gpt) echo "--steps 60" ;;
-    esac
-}
-field_of() { [ "$1" = gpt ] && echo tokens_per_s || echo samples_per_s; }
 
 ours() {   # model -> RESULT line
     local prog=train_fmnist; [ "$1" = gpt ] && prog=train_gpt
