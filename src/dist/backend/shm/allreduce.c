@@ -27,7 +27,9 @@
  * reduce_scatter: in the staging version each rank puts, per round, a
  * 1/n-slot piece of each destination's block in its slot; rank r reduces the
  * pieces meant for it straight into its output. Direct when every send buffer
- * is one contiguous heap block. */
+ * is one contiguous heap block; else, where the kernel lets ranks read each
+ * other's memory and every rank's blocks are one buffer, rank r reads its
+ * block out of every peer's send buffer (cma.c). */
 #include "dist/backend/shm/shm.h"
 #include "dist/reduce.h"
 
@@ -195,9 +197,11 @@ int dt__shm_reduce_scatter(void *state, const dt__coll *c)
         total += c->recv_counts[i];
         if (c->recv_counts[i] > maxc) maxc = c->recv_counts[i];
     }
-    int64_t off = contiguous(c, n, esz) ? dt__shm_heap_off(st, c->sendv[0], total * esz) : -1;
+    bool contig = contiguous(c, n, esz);
+    int64_t off = contig ? dt__shm_heap_off(st, c->sendv[0], total * esz) : -1;
     DT_CHECK(dt__shm_round_begin(st, c, &p));
     dt__shm_post_hdr(st, p, c, dt__shm_counts_fp(c->recv_counts, n), off, -1);
+    dt__shm_slot_hdr_at(st, p, me)->send_va = contig ? (uint64_t)(uintptr_t)c->sendv[0] : 0;
     dt__shm_publish(st);
     DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
     DT_CHECK(dt__shm_check_hdrs(st, p, c));
@@ -214,6 +218,17 @@ int dt__shm_reduce_scatter(void *state, const dt__coll *c)
         DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
         dt__shm_round_end(st, p);
         return 0;
+    }
+    if (total * esz > DT__SHM_SMALL && total * esz <= DT__SHM_CMA_MAX && n > 1) {
+        if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
+        bool cma = st->cma == 1;
+        for (int j = 0; j < n; j++)
+            if (!dt__shm_slot_hdr_at(st, p, j)->send_va) cma = false;   /* a rank's blocks are not one buffer */
+        if (cma) {
+            DT_CHECK(dt__shm_cma_reduce_scatter(st, c, p, esz));
+            dt__shm_round_end(st, p);
+            return 0;
+        }
     }
     dt__shm_round_end(st, p);
     size_t piece = DT__SHM_SLOT / (size_t)n / DT__SHM_LINE * DT__SHM_LINE / esz;

@@ -1,5 +1,9 @@
-/* The shm backend's large all_reduce over private buffers by cross-memory
- * attach (CMA: process_vm_readv/writev), where the kernel allows it.
+/* The shm backend's large all_reduce, all_gather and reduce_scatter over
+ * private buffers by cross-memory attach (CMA: process_vm_readv/writev),
+ * where the kernel allows it. all_gather: each rank reads every peer's block
+ * straight into its output (one copy instead of staging's two);
+ * reduce_scatter: rank r reads block r of every peer's input in chunks and
+ * reduces it with its own. The rest of this comment is the all_reduce.
  *
  * The staging algorithm (allreduce.c) copies what the peers reduce into the
  * segment first: 4 passes over the message per rank at 2 ranks. With CMA a
@@ -20,7 +24,7 @@
  * chunked pipeline keeps each chunk in cache between its passes.
  *
  * Whether CMA works is decided once per group, unanimously, at its first
- * large all_reduce over private buffers: every rank reads each peer's control
+ * large all_reduce, all_gather or reduce_scatter over private buffers: every rank reads each peer's control
  * line through the peer's address space and checks it is the line it sees in
  * the segment (so the pid names that peer here, not a stranger in another pid
  * namespace); the kernel refuses the read between processes that may not
@@ -71,6 +75,16 @@ static int copy_fail(dt__shm *st, int j, int err, const char *verb, const char *
                         strerror(-err));
 }
 
+/* The chunk buffers the peers' slices are read into: (n - 1) chunks. */
+static int scratch(dt__shm *st, const char *op)
+{
+    if (st->cma_tmp) return 0;
+    st->cma_tmp = dt_alloc((size_t)(st->size - 1) * DT__SHM_CMA_CHUNK, DT_MEM_COMM);
+    if (!st->cma_tmp)
+        return dt__shm_fail(st, DT_ENOMEM, 0, "%s: %d x %u bytes of CMA scratch", op, st->size - 1, DT__SHM_CMA_CHUNK);
+    return 0;
+}
+
 int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
 {
     bool ok = st->cma_allowed;
@@ -95,10 +109,7 @@ int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
 int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
 {
     int n = st->size, me = st->rank;
-    if (!st->cma_tmp) {
-        st->cma_tmp = dt_alloc((size_t)(n - 1) * DT__SHM_CMA_CHUNK, DT_MEM_COMM);
-        if (!st->cma_tmp) return dt__shm_fail(st, DT_ENOMEM, 0, "all_reduce: %d x %u bytes of CMA scratch", n - 1, DT__SHM_CMA_CHUNK);
-    }
+    DT_CHECK(scratch(st, "all_reduce"));
     uint64_t send_va[DT__SHM_MAX_RANKS], recv_va[DT__SHM_MAX_RANKS];
     for (int j = 0; j < n; j++) {
         const dt__shm_slot_hdr *h = dt__shm_slot_hdr_at(st, p, j);
@@ -129,4 +140,49 @@ int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
     }
     dt__shm_publish(st);
     return dt__shm_wait_all(st, st->step, c->deadline_ns); /* every output written, no input read any more */
+}
+
+int dt__shm_cma_gather(dt__shm *st, const dt__coll *c, int p, size_t esz)
+{
+    int n = st->size, me = st->rank;
+    if (c->kind == DT__OP_ALLGATHER || me == c->root)
+        for (int j = 0; j < n; j++) {
+            size_t bytes = c->recv_counts[j] * esz;
+            if (!bytes) continue;
+            if (j == me) {
+                if (c->recvv[j] != c->send) memmove(c->recvv[j], c->send, bytes);
+                continue;
+            }
+            uint64_t va = dt__shm_slot_hdr_at(st, p, j)->send_va;
+            int rc = peer_copy((pid_t)st->ctrl[j].pid, c->recvv[j], va, bytes, false);
+            if (rc < 0) return copy_fail(st, j, rc, "read", "send buffer");
+        }
+    dt__shm_publish(st);
+    return dt__shm_wait_all(st, st->step, c->deadline_ns); /* nobody reads our send buffer any more */
+}
+
+int dt__shm_cma_reduce_scatter(dt__shm *st, const dt__coll *c, int p, size_t esz)
+{
+    int n = st->size, me = st->rank;
+    DT_CHECK(scratch(st, "reduce_scatter"));
+    size_t displ = 0, step = DT__SHM_CMA_CHUNK / esz, count = c->recv_counts[me];
+    for (int i = 0; i < me; i++) displ += c->recv_counts[i];
+    const char *own = c->sendv[me];
+    char *recv = c->recv;
+    for (size_t x = 0; x < count; x += step) {
+        size_t m = count - x < step ? count - x : step;
+        const void *ins[DT__SHM_MAX_RANKS];
+        char *tmp = st->cma_tmp;
+        for (int j = 0; j < n; j++) {
+            if (j == me) { ins[j] = own + x * esz; continue; }
+            uint64_t va = dt__shm_slot_hdr_at(st, p, j)->send_va + (displ + x) * esz;
+            int rc = peer_copy((pid_t)st->ctrl[j].pid, tmp, va, m * esz, false);
+            if (rc < 0) return copy_fail(st, j, rc, "read", "send buffer");
+            ins[j] = tmp;
+            tmp += DT__SHM_CMA_CHUNK;
+        }
+        dt__reduce_n(recv + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
+    }
+    dt__shm_publish(st);
+    return dt__shm_wait_all(st, st->step, c->deadline_ns); /* nobody reads our input any more */
 }

@@ -11,7 +11,9 @@
  * all_gather (uneven counts, output as a list of per-rank buffers; gather is
  * the same with only root copying out): every rank's block goes through its
  * own slot, everyone copies every slot out; past one slot, direct reads from
- * peers' heap buffers when all are there, else chunked rounds.
+ * peers' heap buffers when all are there, else, where the kernel lets ranks
+ * read each other's memory (cma.c), straight from the peers' private send
+ * buffers, else chunked rounds.
  * scatter and all_to_all: per round each slot holds n pieces of 1/n slot,
  * piece j meant for rank j. all_to_all's header round also carries each
  * rank's send counts, checked against the receivers' recv counts. */
@@ -78,6 +80,7 @@ int dt__shm_allgather(void *state, const dt__coll *c)
     bool out_here = c->kind == DT__OP_ALLGATHER || me == c->root, fits = maxb <= DT__SHM_SLOT;
     DT_CHECK(dt__shm_round_begin(st, c, &p));
     dt__shm_post_hdr(st, p, c, dt__shm_counts_fp(c->recv_counts, n), fits ? -1 : dt__shm_heap_off(st, c->send, mine), -1);
+    dt__shm_slot_hdr_at(st, p, me)->send_va = (uint64_t)(uintptr_t)c->send;
     if (fits && mine) memcpy(dt__shm_slot(st, p, me), c->send, mine);
     dt__shm_publish_slot(st, p);
     DT_CHECK(dt__shm_wait_posted(st, p, st->step, c->deadline_ns));
@@ -100,6 +103,12 @@ int dt__shm_allgather(void *state, const dt__coll *c)
             }
         dt__shm_publish(st);
         DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
+        dt__shm_round_end(st, p);
+        return 0;
+    }
+    if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
+    if (st->cma == 1) {
+        DT_CHECK(dt__shm_cma_gather(st, c, p, esz));
         dt__shm_round_end(st, p);
         return 0;
     }

@@ -231,17 +231,29 @@ int dt__shm_barrier(void *state, const dt__coll *c);
 int dt__shm_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns, _Atomic int *kick);
 void dt__shm_p2p_kick(void *state);
 
-/* ---- cma.c: all_reduce over private buffers by process_vm_readv/writev */
-/* Up to this many bytes: past it the message outgrows the caches, and staging's
- * chunk-by-chunk pipeline (each chunk reduced and copied out while in cache) beat
- * CMA (32 MiB: 6.7-7.0 ms staged vs 9.4-10.0 ms, 2 ranks, when CMA read the
- * results back; 7.0-7.5 vs 10.6-11.6 ms writing them to the peers). */
+/* ---- cma.c: large collectives over private buffers by process_vm_readv/writev */
+/* all_reduce and reduce_scatter by CMA up to this many bytes (all_gather, which
+ * reduces nothing, at every size: 64 MiB 11.1 ms against 15.6 staged, 2 ranks):
+ * past it the message outgrows the caches, and staging's chunk-by-chunk
+ * pipeline (each chunk reduced and copied out while in cache) beat CMA (all_reduce
+ * 32 MiB: 7.0-7.5 ms staged vs 10.6-11.6 ms; reduce_scatter 64 MiB: 11.2 vs 13.1). */
 #define DT__SHM_CMA_MAX (16u << 20)
-/* Inside the header round of parity p of a large all_reduce (send_va posted):
- * decide st->cma for the group, unanimously (one more publish/wait). */
+/* Inside the header round of parity p of a large all_reduce, all_gather or
+ * reduce_scatter (send_va posted): decide st->cma for the group, unanimously
+ * (one more publish/wait). */
 int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p);
 /* The all_reduce itself, inside that header round (st->cma == 1). */
 int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz);
+/* all_gather / gather past one slot over private buffers, inside its header
+ * round (send_va posted, st->cma == 1): every rank that gets the output reads
+ * each peer's block straight from the peer's send buffer; a last
+ * publish/wait says nobody reads ours any more. */
+int dt__shm_cma_gather(dt__shm *st, const dt__coll *c, int p, size_t esz);
+/* reduce_scatter over private buffers, inside its header round (every rank's
+ * blocks one buffer at send_va, st->cma == 1): rank r reads block r of every
+ * peer's input, cache-sized chunks at a time, and reduces them in rank order
+ * with its own into its output; then a last publish/wait. */
+int dt__shm_cma_reduce_scatter(dt__shm *st, const dt__coll *c, int p, size_t esz);
 
 /* ---- heap.c */
 int dt__shm_heap_init(dt__shm *st);
