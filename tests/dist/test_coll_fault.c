@@ -1,5 +1,6 @@
 /* Failures and point-to-point messages of a backend (shm unless --backend):
- * a rank SIGKILLed in the middle of all_reduces (the others fail with
+ * a rank SIGKILLed in the middle of all_reduces, all_gathers and
+ * reduce_scatters (the others fail with
  * DT_EPEER naming it, well before their timeout, then refuse further calls
  * with DT_ESTATE), dt_pg_abort on one rank while the others wait
  * (DT_EABORTED), a rank that never comes (DT_ETIMEOUT naming it), different
@@ -31,14 +32,19 @@ static void kill_mid(int rank, int n, void *arg)
     dt_pg *pg = test_pg(rank, n, GROUP_TIMEOUT_MS);
     DT_ASSERT_MSG(pg, "init: %s", dt_last_error());
     int victim = n - 1;
-    size_t count = 2u << 20;
-    float *buf = calloc(count, sizeof(float));
-    DT_ASSERT(buf);
+    size_t count = 2u << 20, part = (1u << 20) / (size_t)n; /* all_gather / reduce_scatter: count elements in all */
+    float *buf = calloc(count, sizeof(float)), *out = calloc(count, sizeof(float));
+    DT_ASSERT(buf && out);
     DT_ASSERT_OK(dt_pg_allreduce(pg, buf, buf, count, DT_F32, DT_RED_SUM, NULL, NULL));
     int64_t t0 = dt_now_ns();
     int rc = 0;
     for (int i = 0; i < 100000 && rc == 0; i++) {
-        rc = dt_pg_allreduce(pg, buf, buf, i % 2 ? count : 17, DT_F32, DT_RED_SUM, NULL, NULL);
+        switch (i % 4) { /* small, and large ones of the ops that read peers' memory (cma.c) */
+        case 0: rc = dt_pg_allreduce(pg, buf, buf, 17, DT_F32, DT_RED_SUM, NULL, NULL); break;
+        case 1: rc = dt_pg_allreduce(pg, buf, buf, count, DT_F32, DT_RED_SUM, NULL, NULL); break;
+        case 2: rc = dt_pg_allgather(pg, buf, out, 2 * part, DT_F32, NULL, NULL); break;
+        default: rc = dt_pg_reduce_scatter(pg, buf, out, 2 * part, DT_F32, DT_RED_SUM, NULL, NULL); break;
+        }
         /* the victim's first loop all_reduce done: everyone is past the asserted one */
         if (rank == victim && i == 0) {
             static int ms = 300;
@@ -56,6 +62,7 @@ static void kill_mid(int rank, int n, void *arg)
     fprintf(stderr, "rank %d: failed after %.2f s as it should: %s\n", rank, s, dt_last_error());
     DT_ASSERT_ERR(dt_pg_allreduce(pg, buf, buf, 3, DT_F32, DT_RED_SUM, NULL, NULL), DT_ESTATE);
     free(buf);
+    free(out);
     dt_destroy_process_group(pg);
 }
 
