@@ -24,15 +24,15 @@
  * chunked pipeline keeps each chunk in cache between its passes.
  *
  * Whether CMA works is decided once per group, unanimously, at its first
- * large all_reduce, all_gather or reduce_scatter over private buffers: every rank reads each peer's control
- * line through the peer's address space and checks it is the line it sees in
- * the segment (so the pid names that peer here, not a stranger in another pid
- * namespace); the kernel refuses the read between processes that may not
- * ptrace each other (other users, Yama's ptrace_scope >= 1 between siblings,
+ * large all_reduce, all_gather or reduce_scatter over private buffers: every
+ * rank reads each peer's control line through the peer's address space and
+ * checks it is the line it sees in the segment (so the pid names that peer
+ * here, not a stranger in another pid namespace); the kernel refuses the read
+ * between processes that may not ptrace each other (other users, Yama's ptrace_scope >= 1 between siblings,
  * some containers). Every rank posts its answer; CMA is used only if every
  * rank could read every peer. DTRAIN_SHM_CMA=0 makes this rank answer no (so
- * the whole group stages). A peer that dies during a read fails the op like a
- * peer that dies during a wait. */
+ * the whole group stages). A peer that dies during a read or write fails the
+ * op like a peer that dies during a wait. */
 #define _GNU_SOURCE
 #include "dist/backend/shm/shm.h"
 #include "dist/reduce.h"
