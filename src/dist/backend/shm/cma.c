@@ -1,9 +1,10 @@
 /* The shm backend's large all_reduce, all_gather and reduce_scatter over
  * private buffers by cross-memory attach (CMA: process_vm_readv/writev),
- * where the kernel allows it. all_gather: each rank reads every peer's block
- * straight into its output (one copy instead of staging's two);
- * reduce_scatter: rank r reads block r of every peer's input in chunks and
- * reduces it with its own. The rest of this comment is the all_reduce.
+ * where the kernel allows it. all_gather and all_to_all: each rank reads its
+ * blocks straight out of the peers' send buffers into its output (one copy
+ * instead of staging's two); reduce_scatter: rank r reads block r of every
+ * peer's input in chunks and reduces it with its own. The rest of this
+ * comment is the all_reduce.
  *
  * The staging algorithm (allreduce.c) copies what the peers reduce into the
  * segment first: 4 passes over the message per rank at 2 ranks. With CMA a
@@ -96,12 +97,13 @@ int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
         ok = peer_copy((pid_t)st->ctrl[j].pid, &probe, st->ctrl[j].self_va, sizeof probe, false) == 0 &&
              probe.pid == st->ctrl[j].pid && probe.self_va == st->ctrl[j].self_va;
     }
-    /* the answer goes in our slot's data (unused by a large op's header round) */
-    *(volatile unsigned char *)dt__shm_slot(st, p, st->rank) = ok;
+    /* the answer goes in our slot header (the slot's data may hold the op's
+     * counts: all_to_all) */
+    dt__shm_slot_hdr_at(st, p, st->rank)->cma_ok = ok;
     dt__shm_publish(st);
     DT_CHECK(dt__shm_wait_all(st, st->step, c->deadline_ns));
     int all = 1;
-    for (int j = 0; j < st->size; j++) all &= *(volatile unsigned char *)dt__shm_slot(st, p, j) != 0;
+    for (int j = 0; j < st->size; j++) all &= dt__shm_slot_hdr_at(st, p, j)->cma_ok != 0;
     st->cma = all;
     return 0;
 }
@@ -182,6 +184,27 @@ int dt__shm_cma_reduce_scatter(dt__shm *st, const dt__coll *c, int p, size_t esz
             tmp += DT__SHM_CMA_CHUNK;
         }
         dt__reduce_n(recv + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
+    }
+    dt__shm_publish(st);
+    return dt__shm_wait_all(st, st->step, c->deadline_ns); /* nobody reads our input any more */
+}
+
+int dt__shm_cma_alltoall(dt__shm *st, const dt__coll *c, int p, size_t esz)
+{
+    int n = st->size, me = st->rank;
+    for (int j = 0; j < n; j++) {
+        size_t bytes = c->recv_counts[j] * esz;
+        if (!bytes) continue;
+        if (j == me) {
+            if (c->recvv[me] != c->sendv[me]) memmove(c->recvv[me], c->sendv[me], bytes);
+            continue;
+        }
+        const uint64_t *theirs = (const uint64_t *)dt__shm_slot(st, p, j); /* rank j's send counts */
+        uint64_t displ = 0;
+        for (int k = 0; k < me; k++) displ += theirs[k];
+        uint64_t va = dt__shm_slot_hdr_at(st, p, j)->send_va + displ * esz;
+        int rc = peer_copy((pid_t)st->ctrl[j].pid, c->recvv[j], va, bytes, false);
+        if (rc < 0) return copy_fail(st, j, rc, "read", "send buffer");
     }
     dt__shm_publish(st);
     return dt__shm_wait_all(st, st->step, c->deadline_ns); /* nobody reads our input any more */

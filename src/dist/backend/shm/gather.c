@@ -16,7 +16,9 @@
  * buffers, else chunked rounds.
  * scatter and all_to_all: per round each slot holds n pieces of 1/n slot,
  * piece j meant for rank j. all_to_all's header round also carries each
- * rank's send counts, checked against the receivers' recv counts. */
+ * rank's send counts, checked against the receivers' recv counts; past one
+ * round, where CMA works and every rank's blocks are one buffer, each rank
+ * reads its block out of every peer's send buffer instead (cma.c). */
 #include "dist/backend/shm/shm.h"
 
 #include <string.h>
@@ -131,11 +133,13 @@ int dt__shm_allgather(void *state, const dt__coll *c)
 }
 
 /* The round of a header alone (scatter, all_to_all, barrier): counts, when
- * given, are written to the slot for the peers to check. */
-static int header_round(dt__shm *st, const dt__coll *c, uint64_t fp, const size_t *counts, int *p)
+ * given, are written to the slot for the peers to check; send_va is posted
+ * for cma.c (0: none). */
+static int header_round(dt__shm *st, const dt__coll *c, uint64_t fp, const size_t *counts, uint64_t send_va, int *p)
 {
     DT_CHECK(dt__shm_round_begin(st, c, p));
     dt__shm_post_hdr(st, *p, c, fp, -1, -1);
+    dt__shm_slot_hdr_at(st, *p, st->rank)->send_va = send_va;
     if (counts) {
         uint64_t *out = (uint64_t *)dt__shm_slot(st, *p, st->rank);
         for (int i = 0; i < st->size; i++) out[i] = counts[i];
@@ -153,7 +157,7 @@ int dt__shm_scatter(void *state, const dt__coll *c)
     size_t esz = dt_dtype_size(c->dtype), maxb = 0, piece = DT__SHM_SLOT / (size_t)n / DT__SHM_LINE * DT__SHM_LINE;
     for (int i = 0; i < n; i++)
         if (c->send_counts[i] * esz > maxb) maxb = c->send_counts[i] * esz;
-    DT_CHECK(header_round(st, c, dt__shm_counts_fp(c->send_counts, n), NULL, &p));
+    DT_CHECK(header_round(st, c, dt__shm_counts_fp(c->send_counts, n), NULL, 0, &p));
     dt__shm_round_end(st, p);
     size_t mine = c->send_counts[me] * esz;
     if (me == root && mine && c->recv != c->sendv[me]) memmove(c->recv, c->sendv[me], mine);
@@ -183,7 +187,14 @@ int dt__shm_alltoall(void *state, const dt__coll *c)
     DT_CHECK(dt__shm_enter(st, c));
     int n = st->size, me = st->rank, p;
     size_t esz = dt_dtype_size(c->dtype), maxb = 0, piece = DT__SHM_SLOT / (size_t)n / DT__SHM_LINE * DT__SHM_LINE;
-    DT_CHECK(header_round(st, c, 0, c->send_counts, &p));
+    /* our blocks one buffer (as dt_pg_alltoall(v) lays them out): peers may read them in place */
+    const char *q = c->sendv[0];
+    bool contig = true;
+    for (int i = 0; i < n && contig; i++) {
+        contig = c->sendv[i] == (const void *)q;
+        q += c->send_counts[i] * esz;
+    }
+    DT_CHECK(header_round(st, c, 0, c->send_counts, contig ? (uint64_t)(uintptr_t)c->sendv[0] : 0, &p));
     for (int j = 0; j < n; j++) {
         const uint64_t *theirs = (const uint64_t *)dt__shm_slot(st, p, j);
         if (theirs[me] != c->recv_counts[j])
@@ -191,6 +202,17 @@ int dt__shm_alltoall(void *state, const dt__coll *c)
                                 (unsigned long long)c->seq, j, (unsigned long long)theirs[me], me, c->recv_counts[j]);
         for (int i = 0; i < n; i++)
             if (theirs[i] * esz > maxb) maxb = theirs[i] * esz;
+    }
+    if (maxb > piece && n > 1) { /* more than one round: straight from the peers' memory where it can */
+        if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
+        bool cma = st->cma == 1;
+        for (int j = 0; j < n; j++)
+            if (!dt__shm_slot_hdr_at(st, p, j)->send_va) cma = false;
+        if (cma) {
+            DT_CHECK(dt__shm_cma_alltoall(st, c, p, esz));
+            dt__shm_round_end(st, p);
+            return 0;
+        }
     }
     dt__shm_round_end(st, p);
     for (size_t x = 0; x < maxb; x += piece) {
@@ -216,7 +238,7 @@ int dt__shm_barrier(void *state, const dt__coll *c)
     dt__shm *st = state;
     DT_CHECK(dt__shm_enter(st, c));
     int p;
-    DT_CHECK(header_round(st, c, 0, NULL, &p));
+    DT_CHECK(header_round(st, c, 0, NULL, 0, &p));
     dt__shm_round1_end(st, p);
     return 0;
 }

@@ -64,7 +64,7 @@ typedef struct {
 /* Written by a slot's owner before it publishes the round: one cache line. */
 typedef struct {
     _Alignas(DT__SHM_LINE) _Atomic uint32_t flag; /* step of the last one-publish round posted here */
-    uint8_t kind, dtype, redop, pad;
+    uint8_t kind, dtype, redop, cma_ok;   /* cma_ok: this rank's answer in dt__shm_cma_agree */
     uint32_t root, pad2;
     uint64_t seq;
     uint64_t count;                       /* count, or a fingerprint of the count lists */
@@ -238,8 +238,8 @@ void dt__shm_p2p_kick(void *state);
  * pipeline (each chunk reduced and copied out while in cache) beat CMA (all_reduce
  * 32 MiB: 7.0-7.5 ms staged vs 10.6-11.6 ms; reduce_scatter 64 MiB: 11.2 vs 13.1). */
 #define DT__SHM_CMA_MAX (16u << 20)
-/* Inside the header round of parity p of a large all_reduce, all_gather or
- * reduce_scatter (send_va posted): decide st->cma for the group, unanimously
+/* Inside the header round of parity p of a large all_reduce, all_gather,
+ * reduce_scatter or all_to_all (send_va posted): decide st->cma for the group, unanimously
  * (one more publish/wait). */
 int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p);
 /* The all_reduce itself, inside that header round (st->cma == 1). */
@@ -254,6 +254,11 @@ int dt__shm_cma_gather(dt__shm *st, const dt__coll *c, int p, size_t esz);
  * peer's input, cache-sized chunks at a time, and reduces them in rank order
  * with its own into its output; then a last publish/wait. */
 int dt__shm_cma_reduce_scatter(dt__shm *st, const dt__coll *c, int p, size_t esz);
+/* all_to_all over private buffers, inside its header round (every rank's send
+ * counts in its slot, its blocks one buffer at send_va, st->cma == 1): each
+ * rank reads its block out of every peer's send buffer into its output; then
+ * a last publish/wait. */
+int dt__shm_cma_alltoall(dt__shm *st, const dt__coll *c, int p, size_t esz);
 
 /* ---- heap.c */
 int dt__shm_heap_init(dt__shm *st);
