@@ -52,7 +52,7 @@ grep -q "no in-place form" "$T/a2a" || fail "all_to_all --in-place message"
 
 # the group's first large op decides inside itself whether ranks may read each
 # other's memory (shm cma.c): with no warm-up, that very call is the checked one
-for op in all_reduce all_gather reduce_scatter all_to_all; do
+for op in all_reduce reduce all_gather reduce_scatter all_to_all; do
     for np in 2 3; do
         timeout 120 "$build/bin/dtrun" --standalone --nproc_per_node=$np "$B" $op --check --min-bytes 4M --max-bytes 4M \
             --iters 1 --warmup 0 > "$T/$op.first" 2> "$T/err" || { cat "$T/err" >&2; fail "$op first call, $np ranks"; }

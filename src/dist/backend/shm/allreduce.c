@@ -21,7 +21,7 @@
  * message per rank instead of 5.5 for n = 2.
  * Consecutive chunks alternate between the two slot sets, so a rank can copy
  * in chunk k+1 while a slower one still copies out chunk k.
- * all_reduce (not reduce) over private buffers skips the staging where the
+ * all_reduce and reduce over private buffers skip the staging where the
  * kernel lets ranks read and write each other's memory (cma.c).
  *
  * reduce_scatter: in the staging version each rank puts, per round, a
@@ -164,7 +164,7 @@ int dt__shm_allreduce(void *state, const dt__coll *c)
         dt__shm_round_end(st, p);
         return 0;
     }
-    if (!reduce && st->size > 1 && bytes <= DT__SHM_CMA_MAX) {
+    if (st->size > 1 && bytes <= DT__SHM_CMA_MAX) {
         if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
         if (st->cma == 1) {
             DT_CHECK(dt__shm_cma_allreduce(st, c, p, esz));

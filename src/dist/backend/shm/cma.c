@@ -1,10 +1,11 @@
-/* The shm backend's large all_reduce, all_gather and reduce_scatter over
+/* The shm backend's large all_reduce, reduce, all_gather, reduce_scatter and all_to_all over
  * private buffers by cross-memory attach (CMA: process_vm_readv/writev),
  * where the kernel allows it. all_gather and all_to_all: each rank reads its
  * blocks straight out of the peers' send buffers into its output (one copy
  * instead of staging's two); reduce_scatter: rank r reads block r of every
  * peer's input in chunks and reduces it with its own. The rest of this
- * comment is the all_reduce.
+ * comment is the all_reduce (reduce: the same, each slice written to root's
+ * output only).
  *
  * The staging algorithm (allreduce.c) copies what the peers reduce into the
  * segment first: 4 passes over the message per rank at 2 ranks. With CMA a
@@ -76,13 +77,14 @@ static int copy_fail(dt__shm *st, int j, int err, const char *verb, const char *
                         strerror(-err));
 }
 
-/* The chunk buffers the peers' slices are read into: (n - 1) chunks. */
+/* n chunks: the peers' slices are read into the first n - 1; a reduce's
+ * non-root rank reduces into the last. */
 static int scratch(dt__shm *st, const char *op)
 {
     if (st->cma_tmp) return 0;
-    st->cma_tmp = dt_alloc((size_t)(st->size - 1) * DT__SHM_CMA_CHUNK, DT_MEM_COMM);
+    st->cma_tmp = dt_alloc((size_t)st->size * DT__SHM_CMA_CHUNK, DT_MEM_COMM);
     if (!st->cma_tmp)
-        return dt__shm_fail(st, DT_ENOMEM, 0, "%s: %d x %u bytes of CMA scratch", op, st->size - 1, DT__SHM_CMA_CHUNK);
+        return dt__shm_fail(st, DT_ENOMEM, 0, "%s: %d x %u bytes of CMA scratch", op, st->size, DT__SHM_CMA_CHUNK);
     return 0;
 }
 
@@ -111,7 +113,10 @@ int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
 int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
 {
     int n = st->size, me = st->rank;
-    DT_CHECK(scratch(st, "all_reduce"));
+    bool reduce = c->kind == DT__OP_REDUCE;
+    DT_CHECK(scratch(st, reduce ? "reduce" : "all_reduce"));
+    /* reduce: a rank other than root reduces its slice into scratch and writes it to root only */
+    char *mid = reduce && me != c->root ? st->cma_tmp + (size_t)(n - 1) * DT__SHM_CMA_CHUNK : NULL;
     uint64_t send_va[DT__SHM_MAX_RANKS], recv_va[DT__SHM_MAX_RANKS];
     for (int j = 0; j < n; j++) {
         const dt__shm_slot_hdr *h = dt__shm_slot_hdr_at(st, p, j);
@@ -133,10 +138,11 @@ int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz)
             ins[j] = tmp;
             tmp += DT__SHM_CMA_CHUNK;
         }
-        dt__reduce_n(recv + x * esz, ins, n, m, c->dtype, c->redop, c->premul);
+        char *dst = mid ? mid : recv + x * esz;
+        dt__reduce_n(dst, ins, n, m, c->dtype, c->redop, c->premul);
         for (int j = 0; j < n; j++) {
-            if (j == me) continue;
-            int rc = peer_copy((pid_t)st->ctrl[j].pid, recv + x * esz, recv_va[j] + x * esz, m * esz, true);
+            if (j == me || (reduce && j != c->root)) continue;
+            int rc = peer_copy((pid_t)st->ctrl[j].pid, dst, recv_va[j] + x * esz, m * esz, true);
             if (rc < 0) return copy_fail(st, j, rc, "write", "output");
         }
     }

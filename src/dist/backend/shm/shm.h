@@ -232,17 +232,17 @@ int dt__shm_p2p(void *state, dt__p2p *const *ops, int nops, int64_t deadline_ns,
 void dt__shm_p2p_kick(void *state);
 
 /* ---- cma.c: large collectives over private buffers by process_vm_readv/writev */
-/* all_reduce and reduce_scatter by CMA up to this many bytes (all_gather, which
+/* all_reduce, reduce and reduce_scatter by CMA up to this many bytes (all_gather, which
  * reduces nothing, at every size: 64 MiB 11.1 ms against 15.6 staged, 2 ranks):
  * past it the message outgrows the caches, and staging's chunk-by-chunk
  * pipeline (each chunk reduced and copied out while in cache) beat CMA (all_reduce
  * 32 MiB: 7.0-7.5 ms staged vs 10.6-11.6 ms; reduce_scatter 64 MiB: 11.2 vs 13.1). */
 #define DT__SHM_CMA_MAX (16u << 20)
-/* Inside the header round of parity p of a large all_reduce, all_gather,
- * reduce_scatter or all_to_all (send_va posted): decide st->cma for the group, unanimously
+/* Inside the header round of parity p of a large all_reduce, reduce,
+ * all_gather, reduce_scatter or all_to_all (send_va posted): decide st->cma for the group, unanimously
  * (one more publish/wait). */
 int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p);
-/* The all_reduce itself, inside that header round (st->cma == 1). */
+/* The all_reduce or reduce itself, inside that header round (st->cma == 1). */
 int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz);
 /* all_gather / gather past one slot over private buffers, inside its header
  * round (send_va posted, st->cma == 1): every rank that gets the output reads
