@@ -239,8 +239,9 @@ void dt__shm_p2p_kick(void *state);
  * 32 MiB: 7.0-7.5 ms staged vs 10.6-11.6 ms; reduce_scatter 64 MiB: 11.2 vs 13.1). */
 #define DT__SHM_CMA_MAX (16u << 20)
 /* Inside the header round of parity p of a large all_reduce, reduce,
- * all_gather, reduce_scatter or all_to_all (send_va posted): decide st->cma for the group, unanimously
- * (one more publish/wait). */
+ * all_gather, reduce_scatter or all_to_all (send_va posted): decide st->cma
+ * for the group, unanimously (one more publish/wait; the answers go in the
+ * slot headers, the slots' data stays the op's). */
 int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p);
 /* The all_reduce or reduce itself, inside that header round (st->cma == 1). */
 int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz);
