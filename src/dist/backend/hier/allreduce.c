@@ -15,7 +15,7 @@
  * all_reduce can also go by slices (DTRAIN_HIER_ALLREDUCE=slice, below);
  * docs/tcp.md says why leader is the default.
  *
- * reduce_scatter, with the blocks laid out host by host (dt__hier_layout):
+ * reduce_scatter, with the blocks laid out host by host (dt__hier_layout_make):
  *   1. shm reduce of the whole input onto the leader (widened, op1);
  *   2. tcp reduce_scatter among the leaders: leader k gets host k's run (op2);
  *   3. the leader divides (AVG) and rounds (halves) its host's run;
@@ -185,12 +185,11 @@ int dt__hier_reduce_scatter(dt__hier *h, const dt__coll *c)
     size_t esz = dt_dtype_size(c->dtype), wsz = dt_dtype_size(wt);
     dt_redop op1 = c->redop == DT_RED_AVG ? DT_RED_SUM : c->redop;
     dt_redop op2 = c->redop == DT_RED_AVG || c->redop == DT_RED_PREMUL_SUM ? DT_RED_SUM : c->redop;
-    size_t *hoff = dt_alloc(((size_t)n + 2 * (size_t)nh + (size_t)m) * sizeof(size_t) + ((size_t)m + (size_t)nh) * sizeof(void *),
-                            DT_MEM_COMM);
-    if (!hoff) return dt__hier_fail(h, NULL, DT_ENOMEM);
-    size_t *hcount = hoff + n, *hstart = hcount + nh, *lcount = hstart + nh;
-    const void **lsend = (const void **)(lcount + m), **hsend = lsend + m;
-    size_t total = dt__hier_layout(h, c->recv_counts, hoff, hcount, hstart), mine = hcount[h->my_host];
+    dt__hier_layout l;
+    DT_CHECK(dt__hier_layout_make(h, c->recv_counts, &l));
+    size_t *hoff = l.hoff, *hcount = l.hcount, *hstart = l.hstart, *lcount = l.lcount, total = l.total;
+    size_t mine = hcount[h->my_host];
+    const void **lsend = (const void **)l.lptr, **hsend = (const void **)l.hptr;
     /* scratch: the input host by host in wt (unless it is so already), then on
      * the leader the host-level sums and its host's run */
     char *base;

@@ -2,7 +2,7 @@
  * gathering ops (gather, scatter, all_to_all) run over the flat tcp
  * component (hier.c).
  *
- * all_gather, with the blocks laid out host by host (dt__hier_layout) in H:
+ * all_gather, with the blocks laid out host by host (dt__hier_layout_make) in H:
  * the caller's output where it is one buffer already in that order (ranks of
  * a host consecutive, as a launcher numbers them), else a scratch;
  *   1. shm gather of the host's blocks onto its leader, into H;
@@ -30,12 +30,10 @@ int dt__hier_allgather(dt__hier *h, const dt__coll *c)
     DT_CHECK(dt__hier_check(h));
     int n = h->size, m = h->local.size, nh = h->nhosts;
     size_t esz = dt_dtype_size(c->dtype);
-    size_t *hoff = dt_alloc(((size_t)n + 2 * (size_t)nh + (size_t)m) * sizeof(size_t) + ((size_t)m + (size_t)nh) * sizeof(void *),
-                            DT_MEM_COMM);
-    if (!hoff) return dt__hier_fail(h, NULL, DT_ENOMEM);
-    size_t *hcount = hoff + n, *hstart = hcount + nh, *lcount = hstart + nh;
-    void **lrecv = (void **)(lcount + m), **hrecv = lrecv + m;
-    size_t total = dt__hier_layout(h, c->recv_counts, hoff, hcount, hstart);
+    dt__hier_layout l;
+    DT_CHECK(dt__hier_layout_make(h, c->recv_counts, &l));
+    size_t *hoff = l.hoff, *hcount = l.hcount, *hstart = l.hstart, *lcount = l.lcount, total = l.total;
+    void **lrecv = l.lptr, **hrecv = l.hptr;
     char *buf;
     bool direct = dt__hier_in_layout(h, (const void *const *)c->recvv, c->recv_counts, hoff, esz, &buf);
     if (!direct && !(buf = dt__hier_tmp(h, total * esz + 1))) {

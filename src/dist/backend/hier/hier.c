@@ -221,8 +221,15 @@ void *dt__hier_tmp(dt__hier *h, size_t bytes)
     return n;
 }
 
-size_t dt__hier_layout(const dt__hier *h, const size_t *counts, size_t *hoff, size_t *hcount, size_t *hstart)
+int dt__hier_layout_make(dt__hier *h, const size_t *counts, dt__hier_layout *l)
 {
+    size_t n = (size_t)h->size, m = (size_t)h->local.size, nh = (size_t)h->nhosts;
+    size_t *hoff = dt_alloc((n + 2 * nh + m) * sizeof(size_t) + (m + nh) * sizeof(void *), DT_MEM_COMM);
+    if (!hoff) return dt__hier_fail(h, NULL, DT_ENOMEM);
+    size_t *hcount = hoff + n, *hstart = hcount + nh;
+    *l = (dt__hier_layout){.hoff = hoff, .hcount = hcount, .hstart = hstart, .lcount = hstart + nh};
+    l->lptr = (void **)(l->lcount + m);
+    l->hptr = l->lptr + m;
     for (int k = 0; k < h->nhosts; k++) hcount[k] = 0;
     for (int j = 0; j < h->size; j++) hcount[h->host[j]] += counts[j];
     size_t total = 0;
@@ -236,7 +243,8 @@ size_t dt__hier_layout(const dt__hier *h, const size_t *counts, size_t *hoff, si
         hoff[j] = hstart[k] + hcount[k];
         hcount[k] += counts[j];
     }
-    return total;
+    l->total = total;
+    return 0;
 }
 
 bool dt__hier_in_layout(const dt__hier *h, const void *const *ptrs, const size_t *counts, const size_t *hoff, size_t esz,

@@ -104,10 +104,18 @@ int dt__hier_check(dt__hier *h);
 /* A scratch of at least bytes (reused between ops). */
 void *dt__hier_tmp(dt__hier *h, size_t bytes);
 /* Per-rank blocks of counts[size] elements laid out host by host (each host's
- * ranks in rank order): hoff[size] the offset of each rank's block,
- * hcount[nhosts] each host's elements, hstart[nhosts] where its run begins.
- * Returns the total. */
-size_t dt__hier_layout(const dt__hier *h, const size_t *counts, size_t *hoff, size_t *hcount, size_t *hstart);
+ * ranks in rank order), with room for the sub-ops' lists; one allocation. */
+typedef struct {
+    size_t total;
+    size_t *hoff;      /* [size]: each rank's block's offset */
+    size_t *hcount;    /* [nhosts]: each host's elements */
+    size_t *hstart;    /* [nhosts]: where its run begins */
+    size_t *lcount;    /* [local size]: free for the host-level sub-op's counts */
+    void **lptr;       /* [local size], free */
+    void **hptr;       /* [nhosts], free */
+} dt__hier_layout;
+/* 0, or the failure recorded (dt__hier_fail); free l->hoff with dt_free. */
+int dt__hier_layout_make(dt__hier *h, const size_t *counts, dt__hier_layout *l);
 /* Whether ptrs[j] (blocks of counts[j] elements of esz bytes; empty ones
  * ignored) all lie in one buffer laid out as hoff says; *base: its start. */
 bool dt__hier_in_layout(const dt__hier *h, const void *const *ptrs, const size_t *counts, const size_t *hoff, size_t esz,

@@ -12,8 +12,8 @@
  * the elements reading every peer's send buffer in place, in cache-sized
  * chunks, into every rank's output (for reduce, into root's), and a last
  * publish/wait says every output is whole. In place is safe: every rank
- * reads and writes only its own slice of every buffer. Otherwise the staging algorithm: the message goes in chunks of
- * DT__SHM_SLOT bytes per rank; per chunk every rank copies into its slot the
+ * reads and writes only its own slice of every buffer. Otherwise the staging
+ * algorithm: the message goes in chunks of DT__SHM_SLOT bytes per rank; per chunk every rank copies into its slot the
  * slices the peers reduce (all but its own), then reduces its own slice
  * reading its send buffer and the peers' slots, writes the result into its
  * slot's own slice (unused until then) and its recv, and (after everyone
@@ -164,27 +164,15 @@ int dt__shm_allreduce(void *state, const dt__coll *c)
         dt__shm_round_end(st, p);
         return 0;
     }
-    if (st->size > 1 && bytes <= DT__SHM_CMA_MAX) {
-        if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
-        if (st->cma == 1) {
-            DT_CHECK(dt__shm_cma_allreduce(st, c, p, esz));
-            dt__shm_round_end(st, p);
-            return 0;
-        }
+    bool cma = false;
+    if (st->size > 1 && bytes <= DT__SHM_CMA_MAX) DT_CHECK(dt__shm_cma_usable(st, c, p, false, &cma));
+    if (cma) {
+        DT_CHECK(dt__shm_cma_allreduce(st, c, p, esz));
+        dt__shm_round_end(st, p);
+        return 0;
     }
     dt__shm_round_end(st, p);
     return staged_allreduce(st, c, esz, out_here);
-}
-
-/* Whether sendv[i] follow one another (counts[i] elements each). */
-static bool contiguous(const dt__coll *c, int n, size_t esz)
-{
-    const char *q = c->sendv[0];
-    for (int i = 0; i < n; i++) {
-        if (c->sendv[i] != (const void *)q) return false;
-        q += c->recv_counts[i] * esz;
-    }
-    return true;
 }
 
 int dt__shm_reduce_scatter(void *state, const dt__coll *c)
@@ -197,7 +185,7 @@ int dt__shm_reduce_scatter(void *state, const dt__coll *c)
         total += c->recv_counts[i];
         if (c->recv_counts[i] > maxc) maxc = c->recv_counts[i];
     }
-    bool contig = contiguous(c, n, esz);
+    bool contig = dt__shm_one_buffer(c->sendv, c->recv_counts, n, esz);
     int64_t off = contig ? dt__shm_heap_off(st, c->sendv[0], total * esz) : -1;
     DT_CHECK(dt__shm_round_begin(st, c, &p));
     dt__shm_post_hdr(st, p, c, dt__shm_counts_fp(c->recv_counts, n), off, -1);
@@ -219,16 +207,13 @@ int dt__shm_reduce_scatter(void *state, const dt__coll *c)
         dt__shm_round_end(st, p);
         return 0;
     }
-    if (total * esz > DT__SHM_SMALL && total * esz <= DT__SHM_CMA_MAX && n > 1) {
-        if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
-        bool cma = st->cma == 1;
-        for (int j = 0; j < n; j++)
-            if (!dt__shm_slot_hdr_at(st, p, j)->send_va) cma = false;   /* a rank's blocks are not one buffer */
-        if (cma) {
-            DT_CHECK(dt__shm_cma_reduce_scatter(st, c, p, esz));
-            dt__shm_round_end(st, p);
-            return 0;
-        }
+    bool cma = false;
+    if (total * esz > DT__SHM_SMALL && total * esz <= DT__SHM_CMA_MAX && n > 1)
+        DT_CHECK(dt__shm_cma_usable(st, c, p, true, &cma));
+    if (cma) {
+        DT_CHECK(dt__shm_cma_reduce_scatter(st, c, p, esz));
+        dt__shm_round_end(st, p);
+        return 0;
     }
     dt__shm_round_end(st, p);
     size_t piece = DT__SHM_SLOT / (size_t)n / DT__SHM_LINE * DT__SHM_LINE / esz;

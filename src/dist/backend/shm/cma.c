@@ -88,7 +88,7 @@ static int scratch(dt__shm *st, const char *op)
     return 0;
 }
 
-int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
+static int agree(dt__shm *st, const dt__coll *c, int p)
 {
     bool ok = st->cma_allowed;
     for (int j = 0; j < st->size && ok; j++) {
@@ -107,6 +107,15 @@ int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p)
     int all = 1;
     for (int j = 0; j < st->size; j++) all &= dt__shm_slot_hdr_at(st, p, j)->cma_ok != 0;
     st->cma = all;
+    return 0;
+}
+
+int dt__shm_cma_usable(dt__shm *st, const dt__coll *c, int p, bool each_va, bool *use)
+{
+    if (st->cma < 0) DT_CHECK(agree(st, c, p));
+    *use = st->cma == 1;
+    for (int j = 0; j < st->size && *use && each_va; j++)
+        if (!dt__shm_slot_hdr_at(st, p, j)->send_va) *use = false;
     return 0;
 }
 

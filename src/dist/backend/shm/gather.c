@@ -108,8 +108,9 @@ int dt__shm_allgather(void *state, const dt__coll *c)
         dt__shm_round_end(st, p);
         return 0;
     }
-    if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
-    if (st->cma == 1) {
+    bool cma;
+    DT_CHECK(dt__shm_cma_usable(st, c, p, false, &cma));
+    if (cma) {
         DT_CHECK(dt__shm_cma_gather(st, c, p, esz));
         dt__shm_round_end(st, p);
         return 0;
@@ -188,12 +189,7 @@ int dt__shm_alltoall(void *state, const dt__coll *c)
     int n = st->size, me = st->rank, p;
     size_t esz = dt_dtype_size(c->dtype), maxb = 0, piece = DT__SHM_SLOT / (size_t)n / DT__SHM_LINE * DT__SHM_LINE;
     /* our blocks one buffer (as dt_pg_alltoall(v) lays them out): peers may read them in place */
-    const char *q = c->sendv[0];
-    bool contig = true;
-    for (int i = 0; i < n && contig; i++) {
-        contig = c->sendv[i] == (const void *)q;
-        q += c->send_counts[i] * esz;
-    }
+    bool contig = dt__shm_one_buffer(c->sendv, c->send_counts, n, esz);
     DT_CHECK(header_round(st, c, 0, c->send_counts, contig ? (uint64_t)(uintptr_t)c->sendv[0] : 0, &p));
     for (int j = 0; j < n; j++) {
         const uint64_t *theirs = (const uint64_t *)dt__shm_slot(st, p, j);
@@ -203,16 +199,12 @@ int dt__shm_alltoall(void *state, const dt__coll *c)
         for (int i = 0; i < n; i++)
             if (theirs[i] * esz > maxb) maxb = theirs[i] * esz;
     }
-    if (maxb > piece && n > 1) { /* more than one round: straight from the peers' memory where it can */
-        if (st->cma < 0) DT_CHECK(dt__shm_cma_agree(st, c, p));
-        bool cma = st->cma == 1;
-        for (int j = 0; j < n; j++)
-            if (!dt__shm_slot_hdr_at(st, p, j)->send_va) cma = false;
-        if (cma) {
-            DT_CHECK(dt__shm_cma_alltoall(st, c, p, esz));
-            dt__shm_round_end(st, p);
-            return 0;
-        }
+    bool cma = false; /* past one round: straight from the peers' memory where it can */
+    if (maxb > piece && n > 1) DT_CHECK(dt__shm_cma_usable(st, c, p, true, &cma));
+    if (cma) {
+        DT_CHECK(dt__shm_cma_alltoall(st, c, p, esz));
+        dt__shm_round_end(st, p);
+        return 0;
     }
     dt__shm_round_end(st, p);
     for (size_t x = 0; x < maxb; x += piece) {

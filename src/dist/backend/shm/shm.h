@@ -64,7 +64,7 @@ typedef struct {
 /* Written by a slot's owner before it publishes the round: one cache line. */
 typedef struct {
     _Alignas(DT__SHM_LINE) _Atomic uint32_t flag; /* step of the last one-publish round posted here */
-    uint8_t kind, dtype, redop, cma_ok;   /* cma_ok: this rank's answer in dt__shm_cma_agree */
+    uint8_t kind, dtype, redop, cma_ok;   /* cma_ok: this rank's answer in dt__shm_cma_usable */
     uint32_t root, pad2;
     uint64_t seq;
     uint64_t count;                       /* count, or a fingerprint of the count lists */
@@ -195,6 +195,16 @@ static inline void dt__shm_round1_end(dt__shm *st, int p)
 void dt__shm_post_hdr(dt__shm *st, int p, const dt__coll *c, uint64_t count, int64_t send_off, int64_t recv_off);
 /* Compare every rank's header of parity p with ours (DT_EMISMATCH, recorded). */
 int dt__shm_check_hdrs(dt__shm *st, int p, const dt__coll *c);
+/* Whether v[0..n) follow one another in one buffer (counts[i] elements each). */
+static inline bool dt__shm_one_buffer(const void *const *v, const size_t *counts, int n, size_t esz)
+{
+    const char *q = v[0];
+    for (int i = 0; i < n; i++) {
+        if (v[i] != (const void *)q) return false;
+        q += counts[i] * esz;
+    }
+    return true;
+}
 /* [lo, hi) of count split in n near-equal parts, part i. */
 static inline void dt__shm_split(size_t count, int n, int i, size_t *lo, size_t *hi)
 {
@@ -239,10 +249,12 @@ void dt__shm_p2p_kick(void *state);
  * 32 MiB: 7.0-7.5 ms staged vs 10.6-11.6 ms; reduce_scatter 64 MiB: 11.2 vs 13.1). */
 #define DT__SHM_CMA_MAX (16u << 20)
 /* Inside the header round of parity p of a large all_reduce, reduce,
- * all_gather, reduce_scatter or all_to_all (send_va posted): decide st->cma
- * for the group, unanimously (one more publish/wait; the answers go in the
- * slot headers, the slots' data stays the op's). */
-int dt__shm_cma_agree(dt__shm *st, const dt__coll *c, int p);
+ * all_gather, reduce_scatter or all_to_all (send_va posted): *use = whether
+ * this op goes by CMA. The first such op decides st->cma for the group,
+ * unanimously (one more publish/wait; the answers go in the slot headers, the
+ * slots' data stays the op's). each_va: also every rank must have posted a
+ * send_va (0: its blocks are not one buffer). Every rank gets the same *use. */
+int dt__shm_cma_usable(dt__shm *st, const dt__coll *c, int p, bool each_va, bool *use);
 /* The all_reduce or reduce itself, inside that header round (st->cma == 1). */
 int dt__shm_cma_allreduce(dt__shm *st, const dt__coll *c, int p, size_t esz);
 /* all_gather / gather past one slot over private buffers, inside its header
