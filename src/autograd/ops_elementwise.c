@@ -108,10 +108,17 @@ dt_tensor *dt_tanh(dt_tensor *a) { return unary(DT__EW_TANH, "tanh", a, 0, DT__E
 dt_tensor *dt_sigmoid(dt_tensor *a) { return unary(DT__EW_SIGMOID, "sigmoid", a, 0, DT__EW_SIGMOID_BW, 0, 2); }
 dt_tensor *dt_relu(dt_tensor *a) { return unary(DT__EW_RELU, "relu", a, 0, DT__EW_RELU_BW, 0, 2); }
 
+/* The exact form in f32 computes its derivative with the forward, which shares Phi(x)
+ * with it, and keeps that instead of the input: backward is then one multiply where it
+ * would recompute Phi (the same bits), and the input is not held for backward. */
 dt_tensor *dt_gelu(dt_tensor *a, dt_gelu_kind kind)
 {
     if (kind == DT_GELU_TANH) return unary(DT__EW_GELU_TANH, "gelu", a, 0, DT__EW_GELU_TANH_BW, 0, 1);
-    return unary(DT__EW_GELU, "gelu", a, 0, DT__EW_GELU_BW, 0, 1);
+    if (!a || a->dtype != DT_F32 || !dt_needs_grad(&a, 1)) return unary(DT__EW_GELU, "gelu", a, 0, DT__EW_GELU_BW, 0, 1);
+    dt_tensor *d = NULL, *out = dt__gelu_f32_with_grad(a, &d);
+    out = dt__record(out, &a, 1, &(dt__rec){.name = "gelu", .fn = unary_bw, .save_extra = d, .i = {DT__EW_MUL}});
+    dt_tensor_release(d);
+    return out;
 }
 
 dt_tensor *dt_add_scalar(dt_tensor *a, double s) { return unary(DT__EW_ADDS, "add_scalar", a, s, DT__EW_COUNT, 0, 0); }

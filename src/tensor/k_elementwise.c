@@ -104,6 +104,39 @@ dt_tensor *dt__ew(dt__ew_op op, const dt_tensor *a, const dt_tensor *b, double s
     return out;
 }
 
+/* The f32 row of dt__gelu_f32_with_grad: p[0] the GELU, p[1] its derivative, p[2] x. */
+DT__KERNEL static void gelu_both_row_f32(void *vctx, char **p, const int64_t *st, int64_t n)
+{
+    (void)vctx;
+    float *o = (float *)p[0], *d = (float *)p[1];
+    const float *a = (const float *)p[2];
+    const int64_t so = st[0], sd = st[1], sa = st[2];
+    if (so == 1 && sd == 1 && sa == 1)
+        for (int64_t i = 0; i < n; i++) o[i] = dt__vgelu_bothf(a[i], &d[i]);
+    else
+        for (int64_t i = 0; i < n; i++) o[i * so] = dt__vgelu_bothf(a[i * sa], &d[i * sd]);
+}
+
+dt_tensor *dt__gelu_f32_with_grad(const dt_tensor *x, dt_tensor **grad)
+{
+    *grad = NULL;
+    if (!x || x->dtype != DT_F32) {
+        dt_set_error(DT_EINVAL, "gelu with grad: needs an f32 tensor");
+        return NULL;
+    }
+    dt_tensor *out = dt__empty(DT_F32, x->ndim, x->shape), *d = dt__empty(DT_F32, x->ndim, x->shape);
+    dt__iter it;
+    dt_tensor *ops[3] = {out, d, (dt_tensor *)x};
+    if (!out || !d || dt__iter_init(&it, 3, ops) < 0) {
+        dt_tensor_release(out);
+        dt_tensor_release(d);
+        return NULL;
+    }
+    dt__iter_run(&it, gelu_both_row_f32, NULL, true);
+    *grad = d;
+    return out;
+}
+
 int dt__add_into(dt_tensor *dst, const dt_tensor *src)
 {
     if (dst->dtype == src->dtype && (dst->dtype == DT_F32 || dst->dtype == DT_F64))

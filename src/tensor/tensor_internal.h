@@ -122,6 +122,9 @@ typedef enum {
 } dt__ew_op;
 /* b may be NULL for unary ops. Result has the broadcast shape and a's dtype. */
 dt_tensor *dt__ew(dt__ew_op op, const dt_tensor *a, const dt_tensor *b, double s);
+/* The exact GELU of an f32 x and, in *grad, its derivative at x, in one pass (bit for bit
+ * DT__EW_GELU, and DT__EW_GELU_BW's factor): autograd keeps the derivative, not x. */
+dt_tensor *dt__gelu_f32_with_grad(const dt_tensor *x, dt_tensor **grad);
 /* dst += src (src broadcasts to dst; any strides). */
 int dt__add_into(dt_tensor *dst, const dt_tensor *src);
 

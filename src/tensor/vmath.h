@@ -252,18 +252,27 @@ DT__VM_INLINE float dt__vphif(float x, float *gauss)
     return x == x ? phi : x;
 }
 
-/* Exact GELU x Phi(x). */
-DT__VM_INLINE float dt__vgeluf(float x)
-{
-    float e;
-    return x * dt__vphif(x, &e);
-}
-
-/* Its derivative Phi(x) + x e^(-x^2/2) / sqrt(2 pi). */
-DT__VM_INLINE float dt__vgelu_gradf(float x)
+/* Exact GELU x Phi(x), and in *grad its derivative Phi(x) + x e^(-x^2/2) / sqrt(2 pi),
+ * from one Phi (autograd's f32 GELU keeps the derivative for backward). */
+DT__VM_INLINE float dt__vgelu_bothf(float x, float *grad)
 {
     float e, phi = dt__vphif(x, &e);
-    return phi + x * (e * 0.39894228f);
+    *grad = phi + x * (e * 0.39894228f);
+    return x * phi;
+}
+
+/* Each alone: the same bits as dt__vgelu_bothf's. */
+DT__VM_INLINE float dt__vgeluf(float x)
+{
+    float g;
+    return dt__vgelu_bothf(x, &g);
+}
+
+DT__VM_INLINE float dt__vgelu_gradf(float x)
+{
+    float g;
+    dt__vgelu_bothf(x, &g);
+    return g;
 }
 
 #endif

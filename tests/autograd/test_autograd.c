@@ -1,9 +1,15 @@
 /* The autograd engine: gradients accumulate, a leaf used twice, no-grad and detach,
  * grads in a caller's flat buffer, gradient-ready hooks firing during backward and
  * only once a leaf is final, the graph freed by backward (second backward refused),
- * deep graphs freed without recursion, allocation failures inside backward, and a long
- * training loop that must come back to the same memory every step. */
+ * deep graphs freed without recursion, allocation failures inside backward, a long
+ * training loop that must come back to the same memory every step, and f32 GELU's
+ * backward from the derivative its forward keeps, bit for bit the formula kernels'. */
 #include "dt_test.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "tensor/tensor_internal.h"
 
 static int64_t mem_now(void)
 {
@@ -337,6 +343,44 @@ static void t_alloc_failures(void)
     DT_ASSERT(finished);
 }
 
+/* f32 GELU (exact) computes its derivative in forward and keeps that for backward: the
+ * output and the gradient must be the bits of the GELU and GELU_BW formula kernels, for a
+ * contiguous and a strided (transposed) input, specials included; without grad the
+ * plain kernel runs (the same output). */
+static bool same_bits(const dt_tensor *a, const dt_tensor *b)
+{
+    dt_tensor *ca = dt__contig_as((dt_tensor *)a, DT_F32), *cb = dt__contig_as((dt_tensor *)b, DT_F32);
+    bool same = ca && cb && dt_tensor_numel(ca) == dt_tensor_numel(cb) &&
+                memcmp(dt_tensor_data_f32(ca), dt_tensor_data_f32(cb), (size_t)dt_tensor_numel(ca) * 4) == 0;
+    dt_tensor_release(ca);
+    dt_tensor_release(cb);
+    return same;
+}
+
+static void t_gelu_keeps_derivative(void)
+{
+    DT_SCOPE {
+        const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 5.656854f, -5.656854f, -5.7f, 13.0f, -13.0f, -13.5f,
+                                 100.0f, -100.0f, INFINITY, -INFINITY, NAN, 0.5f, -0.5f, -1.5f, -3.0f, 3.0f};
+        dt_rng g = dt_rng_make(7, 0);
+        for (int strided = 0; strided < 2; strided++) {
+            dt_tensor *base = dt_mul_scalar(dt_randn(&g, DT_F32, DT_SHAPE(8, 300)), 4);
+            float *pb = dt_tensor_data_f32(base);
+            for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) pb[37 * i] = special[i];
+            dt_tensor *leafx = dt_detach(base);
+            DT_ASSERT_OK(dt_tensor_set_requires_grad(leafx, true));
+            dt_tensor *x = strided ? dt_transpose(leafx, 0, 1) : leafx;
+            dt_tensor *w = dt_randn(&g, DT_F32, dt_tensor_ndim(x), dt_tensor_shape(x));
+            dt_tensor *y = dt_gelu(x, DT_GELU_ERF);
+            DT_ASSERT(same_bits(y, dt__adopt(dt__ew(DT__EW_GELU, x, NULL, 0))));
+            DT_ASSERT_OK(dt_backward(dt_sum(dt_mul(y, w), NULL, 0, false)));   /* dL/dy = w exactly */
+            dt_tensor *gx = strided ? dt_transpose(dt_tensor_grad(leafx), 0, 1) : dt_tensor_grad(leafx);
+            DT_ASSERT(same_bits(gx, dt__adopt(dt__ew(DT__EW_GELU_BW, w, x, 0))));
+            DT_NO_GRAD { DT_ASSERT(same_bits(dt_gelu(x, DT_GELU_ERF), y)); }
+        }
+    }
+}
+
 int main(void)
 {
     DT_RUN(t_basic_accumulate);
@@ -349,5 +393,6 @@ int main(void)
     DT_RUN(t_deep_graph);
     DT_RUN(t_training_loop);
     DT_RUN(t_alloc_failures);
+    DT_RUN(t_gelu_keeps_derivative);
     return DT_TEST_END();
 }
