@@ -119,6 +119,40 @@ static int64_t row_len(const sdpa_args *a, int64_t i) { return a->causal && i + 
 SDPA_ROWS(float, dt__vexpf_fast)
 SDPA_ROWS(double, exp)
 
+/* Causal attention computes only what the mask keeps, in blocks of BLK query rows (a
+ * block's rows use the keys up to its last row's) and BLK key columns (a key block is
+ * used by the rows from its first key on): about 5/8 of the (L, S) products at
+ * L = S = 128. What is left out are products with P = 0 (or scores softmax never
+ * reads), which add +0 to each sum: the same bits as the full products. */
+enum { BLK = 32 };
+
+/* Keys the query rows below r1 use. */
+static int64_t keys(const sdpa_args *a, int64_t r1) { return a->causal && r1 < a->S ? r1 : a->S; }
+
+/* Scores q k^T * scale into s (L, S): the columns each row's softmax reads. */
+static void scores(const sdpa_args *a, const char *q, const char *k, char *s)
+{
+    size_t es = a->f64 ? 8 : 4;
+    for (int64_t r0 = 0; r0 < a->L; r0 += BLK) {
+        int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
+        gemm(a->f64, false, true, r1 - r0, keys(a, r1), a->E, a->scale, q + r0 * a->q.ld * (int64_t)es, a->q.ld, k, a->k.ld,
+             0, s + r0 * a->S * (int64_t)es, a->S);
+    }
+}
+
+/* out (S, n) = m^T x for m (L, S), zero where the mask is, and x (L, n) with row stride
+ * ldx: key block c0.. takes the rows from c0 on (none past L: zeros). */
+static void keys_t_times(const sdpa_args *a, const char *m, const char *x, int64_t ldx, int64_t n, char *out)
+{
+    size_t es = a->f64 ? 8 : 4;
+    int64_t step = a->causal ? BLK : a->S;
+    for (int64_t c0 = 0; c0 < a->S; c0 += step) {
+        int64_t c1 = c0 + step < a->S ? c0 + step : a->S, i0 = a->causal ? (c0 < a->L ? c0 : a->L) : 0;
+        gemm(a->f64, true, false, c1 - c0, n, a->L - i0, 1, m + (i0 * a->S + c0) * (int64_t)es, a->S,
+             x + i0 * ldx * (int64_t)es, ldx, 0, out + c0 * n * (int64_t)es, n);
+    }
+}
+
 static void fwd_entries(void *arg, int64_t e0, int64_t e1, int tid)
 {
     (void)tid;
@@ -130,10 +164,14 @@ static void fwd_entries(void *arg, int64_t e0, int64_t e1, int tid)
         const char *q = a->q.p + boff(a, &a->q, e) * (int64_t)es, *k = a->k.p + boff(a, &a->k, e) * (int64_t)es;
         const char *v = a->v.p + boff(a, &a->v, e) * (int64_t)es;
         char *st = a->stats + e * a->L * 2 * (int64_t)es, *out = a->out + e * a->L * a->Ev * (int64_t)es;
-        gemm(a->f64, false, true, a->L, a->S, a->E, a->scale, q, a->q.ld, k, a->k.ld, 0, s, a->S);
+        scores(a, q, k, s);
         if (a->f64) softmax_rows_double(a, (double *)s, (double *)st);
         else softmax_rows_float(a, (float *)s, (float *)st);
-        gemm(a->f64, false, false, a->L, a->Ev, a->S, 1, s, a->S, v, a->v.ld, 0, out, a->Ev);
+        for (int64_t r0 = 0; r0 < a->L; r0 += BLK) { /* out = P v, keys up to the block's last row's */
+            int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
+            gemm(a->f64, false, false, r1 - r0, a->Ev, keys(a, r1), 1, s + r0 * a->S * (int64_t)es, a->S, v, a->v.ld, 0,
+                 out + r0 * a->Ev * (int64_t)es, a->Ev);
+        }
     }
     dt_free(s);
 }
@@ -151,19 +189,27 @@ static void bwd_entries(void *arg, int64_t e0, int64_t e1, int tid)
         const char *q = a->q.p + boff(a, &a->q, e) * (int64_t)es, *k = a->k.p + boff(a, &a->k, e) * (int64_t)es;
         const char *v = a->v.p + boff(a, &a->v, e) * (int64_t)es, *g = a->dout.p + boff(a, &a->dout, e) * (int64_t)es;
         const char *st = a->stats + e * a->L * 2 * (int64_t)es;
-        gemm(a->f64, false, true, a->L, a->S, a->E, a->scale, q, a->q.ld, k, a->k.ld, 0, p, a->S);
+        scores(a, q, k, p);
         if (a->f64) recompute_rows_double(a, (double *)p, (const double *)st);
         else recompute_rows_float(a, (float *)p, (const float *)st);
-        if (a->dv)
-            gemm(a->f64, true, false, a->S, a->Ev, a->L, 1, p, a->S, g, a->dout.ld, 0, a->dv + e * a->S * a->Ev * (int64_t)es, a->Ev);
+        if (a->dv) keys_t_times(a, p, g, a->dout.ld, a->Ev, a->dv + e * a->S * a->Ev * (int64_t)es);  /* P^T dout */
         if (!a->dq && !a->dk) continue;
-        gemm(a->f64, false, true, a->L, a->S, a->Ev, 1, g, a->dout.ld, v, a->v.ld, 0, dp, a->S);
+        for (int64_t r0 = 0; r0 < a->L; r0 += BLK) { /* dP = dout v^T, the columns softmax used */
+            int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
+            gemm(a->f64, false, true, r1 - r0, keys(a, r1), a->Ev, 1, g + r0 * a->dout.ld * (int64_t)es, a->dout.ld, v, a->v.ld,
+                 0, dp + r0 * a->S * (int64_t)es, a->S);
+        }
         if (a->f64) dscores_rows_double(a, (const double *)p, (double *)dp);
         else dscores_rows_float(a, (const float *)p, (float *)dp);
-        if (a->dq)
-            gemm(a->f64, false, false, a->L, a->E, a->S, 1, dp, a->S, k, a->k.ld, 0, a->dq + e * a->L * a->E * (int64_t)es, a->E);
-        if (a->dk)
-            gemm(a->f64, true, false, a->S, a->E, a->L, 1, dp, a->S, q, a->q.ld, 0, a->dk + e * a->S * a->E * (int64_t)es, a->E);
+        if (a->dq) {
+            char *dq = a->dq + e * a->L * a->E * (int64_t)es;
+            for (int64_t r0 = 0; r0 < a->L; r0 += BLK) { /* dS k */
+                int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
+                gemm(a->f64, false, false, r1 - r0, a->E, keys(a, r1), 1, dp + r0 * a->S * (int64_t)es, a->S, k, a->k.ld, 0,
+                     dq + r0 * a->E * (int64_t)es, a->E);
+            }
+        }
+        if (a->dk) keys_t_times(a, dp, q, a->q.ld, a->E, a->dk + e * a->S * a->E * (int64_t)es);  /* dS^T q */
     }
     dt_free(p);
 }

@@ -2,7 +2,7 @@
  * and 2, with and without weight and bias), embedding (repeated ids, i64 and i32, any
  * idx shape), dropout (the generator re-seeded inside the closure, so every evaluation
  * draws the same mask) and sdpa (causal and not, L != S, Ev != E, no batch dims, one and
- * two, explicit scale, and q/k/v as the GPT makes them: views of a split qkv). Shapes
+ * two, explicit scale, L and S past one 32-row block, and q/k/v as the GPT makes them: views of a split qkv). Shapes
  * are drawn at random from a fixed seed; inputs are contiguous, transposed and strided. */
 #include "dt_test.h"
 #include "autograd/gradcheck.h"
@@ -145,6 +145,19 @@ static void t_sdpa(void)
             int rc = dt_gradcheck(f_sdpa, &c, in, 3, (dt_gc_opts)DT_GC_OPTS_INIT);
             DT_ASSERT_MSG(rc == 0, "trial %d: causal %d, %d batch dims, L %lld S %lld E %lld Ev %lld, scale %g: %s", trial, c.causal, nb,
                           (long long)L, (long long)S, (long long)E, (long long)Ev, c.scale, dt_last_error());
+        }
+    }
+    /* Past one 32-row block: causal sdpa computes only the blocks the mask keeps. */
+    const int64_t ls[][2] = {{70, 70}, {70, 45}, {40, 100}, {33, 33}};
+    for (int trial = 0; trial < 8; trial++) {
+        DT_SCOPE {
+            sdpa_ctx c = {.causal = trial < 4, .scale = 0};
+            int64_t L = ls[trial % 4][0], S = ls[trial % 4][1];
+            int64_t qs[3] = {1, L, 2}, ks[3] = {1, S, 2}, vs[3] = {1, S, 3};
+            dt_tensor *in[3] = {dt_gc_input(&g, 3, qs, trial % 3), dt_gc_input(&g, 3, ks, (trial + 1) % 3),
+                                dt_gc_input(&g, 3, vs, (trial + 2) % 3)};
+            int rc = dt_gradcheck(f_sdpa, &c, in, 3, (dt_gc_opts)DT_GC_OPTS_INIT);
+            DT_ASSERT_MSG(rc == 0, "causal %d, L %lld S %lld: %s", c.causal, (long long)L, (long long)S, dt_last_error());
         }
     }
 }
