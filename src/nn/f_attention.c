@@ -75,50 +75,6 @@ static void gemm(bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k, do
 /* Row i of an (L, S) score matrix keeps keys 0..len(i)-1. */
 static int64_t row_len(const sdpa_args *a, int64_t i) { return a->causal && i + 1 < a->S ? i + 1 : a->S; }
 
-#define SDPA_ROWS(T, EXP)                                                                \
-    /* Scores to probabilities in place; st gets (max, 1 / sum) per row. */              \
-    DT__KERNEL static void softmax_rows_##T(const sdpa_args *a, T *s, T *st)             \
-    {                                                                                    \
-        for (int64_t i = 0; i < a->L; i++) {                                             \
-            T *r = s + i * a->S;                                                         \
-            int64_t n = row_len(a, i);                                                   \
-            T m = n ? dt__lanemax_##T(r, n) : 0, sum = 0;                                \
-            for (int64_t j = 0; j < n; j++) r[j] = EXP(r[j] - m);                        \
-            sum = dt__lanesum_##T(r, n);                                                 \
-            T inv = n ? (T)1 / sum : 0;                                                  \
-            for (int64_t j = 0; j < n; j++) r[j] *= inv;                                 \
-            for (int64_t j = n; j < a->S; j++) r[j] = 0;                                 \
-            st[2 * i] = m;                                                               \
-            st[2 * i + 1] = inv;                                                         \
-        }                                                                                \
-    }                                                                                    \
-    /* The forward's probabilities again, from the scores and the saved stats. */        \
-    DT__KERNEL static void recompute_rows_##T(const sdpa_args *a, T *s, const T *st)     \
-    {                                                                                    \
-        for (int64_t i = 0; i < a->L; i++) {                                             \
-            T *r = s + i * a->S;                                                         \
-            int64_t n = row_len(a, i);                                                   \
-            T m = st[2 * i], inv = st[2 * i + 1];                                        \
-            for (int64_t j = 0; j < n; j++) r[j] = EXP(r[j] - m) * inv;                  \
-            for (int64_t j = n; j < a->S; j++) r[j] = 0;                                 \
-        }                                                                                \
-    }                                                                                    \
-    /* dP to dS in place: P * (dP - rowsum(dP * P)) * scale. */                          \
-    DT__KERNEL static void dscores_rows_##T(const sdpa_args *a, const T *p, T *dp)       \
-    {                                                                                    \
-        T sc = (T)a->scale;                                                              \
-        for (int64_t i = 0; i < a->L; i++) {                                             \
-            const T *pr = p + i * a->S;                                                  \
-            T *dr = dp + i * a->S;                                                       \
-            int64_t n = row_len(a, i);                                                   \
-            T dot = dt__lanedot_##T(pr, dr, n);                                          \
-            for (int64_t j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - dot) * sc;          \
-            for (int64_t j = n; j < a->S; j++) dr[j] = 0;                                \
-        }                                                                                \
-    }
-SDPA_ROWS(float, dt__vexpf_fast)
-SDPA_ROWS(double, exp)
-
 /* Causal attention computes only what the mask keeps, in blocks of BLK query rows (a
  * block's rows use the keys up to its last row's) and BLK key columns (a key block is
  * used by the rows from its first key on): about 5/8 of the (L, S) products at
@@ -128,6 +84,70 @@ enum { BLK = 32 };
 
 /* Keys the query rows below r1 use. */
 static int64_t keys(const sdpa_args *a, int64_t r1) { return a->causal && r1 < a->S ? r1 : a->S; }
+
+/* Row i's elementwise passes run over whole 16-lane vectors: its len rounded up to 16
+ * where the GEMMs computed that many columns of its block (BLK is a multiple of 16),
+ * else len. The extra columns are masked ones, overwritten with 0 after; row sums and
+ * maxima still cover len alone. */
+static int64_t vec_len(const sdpa_args *a, int64_t i)
+{
+    int64_t n = row_len(a, i), v = (n + 15) / 16 * 16, r1 = (i / BLK + 1) * BLK;
+    return v <= keys(a, r1 < a->L ? r1 : a->L) ? v : n;
+}
+
+/* BODY for J in [0, nv): 16 at a time (a fixed-count loop the compiler turns into
+ * one vector per step), then the rest one by one. */
+#define VEC16(J, nv, BODY)                                                               \
+    {                                                                                    \
+        int64_t v16_ = (nv) / 16 * 16;                                                   \
+        for (int64_t b_ = 0; b_ < v16_; b_ += 16)                                        \
+            for (int64_t J = b_; J < b_ + 16; J++) { BODY; }                             \
+        for (int64_t J = v16_; J < (nv); J++) { BODY; }                                  \
+    }
+
+#define SDPA_ROWS(T, EXP)                                                                \
+    /* Scores to probabilities in place; st gets (max, 1 / sum) per row. */              \
+    DT__KERNEL static void softmax_rows_##T(const sdpa_args *a, T *s, T *st)             \
+    {                                                                                    \
+        for (int64_t i = 0; i < a->L; i++) {                                             \
+            T *r = s + i * a->S;                                                         \
+            int64_t n = row_len(a, i), nv = vec_len(a, i);                               \
+            T m = n ? dt__lanemax_##T(r, n) : 0, sum = 0;                                \
+            VEC16(j, nv, r[j] = EXP(r[j] - m))                                           \
+            sum = dt__lanesum_##T(r, n);                                                 \
+            T inv = n ? (T)1 / sum : 0;                                                  \
+            VEC16(j, nv, r[j] *= inv)                                                    \
+            memset(r + n, 0, (size_t)(a->S - n) * sizeof(T));                            \
+            st[2 * i] = m;                                                               \
+            st[2 * i + 1] = inv;                                                         \
+        }                                                                                \
+    }                                                                                    \
+    /* The forward's probabilities again, from the scores and the saved stats. */        \
+    DT__KERNEL static void recompute_rows_##T(const sdpa_args *a, T *s, const T *st)     \
+    {                                                                                    \
+        for (int64_t i = 0; i < a->L; i++) {                                             \
+            T *r = s + i * a->S;                                                         \
+            int64_t n = row_len(a, i), nv = vec_len(a, i);                               \
+            T m = st[2 * i], inv = st[2 * i + 1];                                        \
+            VEC16(j, nv, r[j] = EXP(r[j] - m) * inv)                                     \
+            memset(r + n, 0, (size_t)(a->S - n) * sizeof(T));                            \
+        }                                                                                \
+    }                                                                                    \
+    /* dP to dS in place: P * (dP - rowsum(dP * P)) * scale. */                          \
+    DT__KERNEL static void dscores_rows_##T(const sdpa_args *a, const T *p, T *dp)       \
+    {                                                                                    \
+        T sc = (T)a->scale;                                                              \
+        for (int64_t i = 0; i < a->L; i++) {                                             \
+            const T *pr = p + i * a->S;                                                  \
+            T *dr = dp + i * a->S;                                                       \
+            int64_t n = row_len(a, i), nv = vec_len(a, i);                               \
+            T dot = dt__lanedot_##T(pr, dr, n);                                          \
+            VEC16(j, nv, dr[j] = pr[j] * (dr[j] - dot) * sc)                             \
+            memset(dr + n, 0, (size_t)(a->S - n) * sizeof(T));                           \
+        }                                                                                \
+    }
+SDPA_ROWS(float, dt__vexpf_fast)
+SDPA_ROWS(double, exp)
 
 /* Scores q k^T * scale into s (L, S): the columns each row's softmax reads. */
 static void scores(const sdpa_args *a, const char *q, const char *k, char *s)
