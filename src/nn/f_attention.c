@@ -149,19 +149,33 @@ static int64_t vec_len(const sdpa_args *a, int64_t i)
 SDPA_ROWS(float, dt__vexpf_fast)
 SDPA_ROWS(double, exp)
 
-/* Scores q k^T * scale into s (L, S): the columns each row's softmax reads. */
-static void scores(const sdpa_args *a, const char *q, const char *k, char *s)
+/* c (L, S) = alpha x y^T for x (L, kd) and y (S, kd), row strides ldx, ldy: the scores
+ * q k^T and dP = dout v^T, in the columns the rows' softmax reads. */
+static void rows_by_keys(const sdpa_args *a, const char *x, int64_t ldx, const char *y, int64_t ldy, int64_t kd,
+                         double alpha, char *c)
 {
     size_t es = a->f64 ? 8 : 4;
     for (int64_t r0 = 0; r0 < a->L; r0 += BLK) {
         int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
-        gemm(a->f64, false, true, r1 - r0, keys(a, r1), a->E, a->scale, q + r0 * a->q.ld * (int64_t)es, a->q.ld, k, a->k.ld,
-             0, s + r0 * a->S * (int64_t)es, a->S);
+        gemm(a->f64, false, true, r1 - r0, keys(a, r1), kd, alpha, x + r0 * ldx * (int64_t)es, ldx, y, ldy, 0,
+             c + r0 * a->S * (int64_t)es, a->S);
+    }
+}
+
+/* out (L, n) = m x for m (L, S), zero where the mask is, and x (S, n) with row stride
+ * ldx: P v and dS k, each row block over the keys it uses. */
+static void rows_times(const sdpa_args *a, const char *m, const char *x, int64_t ldx, int64_t n, char *out)
+{
+    size_t es = a->f64 ? 8 : 4;
+    for (int64_t r0 = 0; r0 < a->L; r0 += BLK) {
+        int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
+        gemm(a->f64, false, false, r1 - r0, n, keys(a, r1), 1, m + r0 * a->S * (int64_t)es, a->S, x, ldx, 0,
+             out + r0 * n * (int64_t)es, n);
     }
 }
 
 /* out (S, n) = m^T x for m (L, S), zero where the mask is, and x (L, n) with row stride
- * ldx: key block c0.. takes the rows from c0 on (none past L: zeros). */
+ * ldx: P^T dout and dS^T q, key block c0.. over the rows from c0 on (none past L: zeros). */
 static void keys_t_times(const sdpa_args *a, const char *m, const char *x, int64_t ldx, int64_t n, char *out)
 {
     size_t es = a->f64 ? 8 : 4;
@@ -184,14 +198,10 @@ static void fwd_entries(void *arg, int64_t e0, int64_t e1, int tid)
         const char *q = a->q.p + boff(a, &a->q, e) * (int64_t)es, *k = a->k.p + boff(a, &a->k, e) * (int64_t)es;
         const char *v = a->v.p + boff(a, &a->v, e) * (int64_t)es;
         char *st = a->stats + e * a->L * 2 * (int64_t)es, *out = a->out + e * a->L * a->Ev * (int64_t)es;
-        scores(a, q, k, s);
+        rows_by_keys(a, q, a->q.ld, k, a->k.ld, a->E, a->scale, s);
         if (a->f64) softmax_rows_double(a, (double *)s, (double *)st);
         else softmax_rows_float(a, (float *)s, (float *)st);
-        for (int64_t r0 = 0; r0 < a->L; r0 += BLK) { /* out = P v, keys up to the block's last row's */
-            int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
-            gemm(a->f64, false, false, r1 - r0, a->Ev, keys(a, r1), 1, s + r0 * a->S * (int64_t)es, a->S, v, a->v.ld, 0,
-                 out + r0 * a->Ev * (int64_t)es, a->Ev);
-        }
+        rows_times(a, s, v, a->v.ld, a->Ev, out);   /* P v */
     }
     dt_free(s);
 }
@@ -209,26 +219,15 @@ static void bwd_entries(void *arg, int64_t e0, int64_t e1, int tid)
         const char *q = a->q.p + boff(a, &a->q, e) * (int64_t)es, *k = a->k.p + boff(a, &a->k, e) * (int64_t)es;
         const char *v = a->v.p + boff(a, &a->v, e) * (int64_t)es, *g = a->dout.p + boff(a, &a->dout, e) * (int64_t)es;
         const char *st = a->stats + e * a->L * 2 * (int64_t)es;
-        scores(a, q, k, p);
+        rows_by_keys(a, q, a->q.ld, k, a->k.ld, a->E, a->scale, p);
         if (a->f64) recompute_rows_double(a, (double *)p, (const double *)st);
         else recompute_rows_float(a, (float *)p, (const float *)st);
         if (a->dv) keys_t_times(a, p, g, a->dout.ld, a->Ev, a->dv + e * a->S * a->Ev * (int64_t)es);  /* P^T dout */
         if (!a->dq && !a->dk) continue;
-        for (int64_t r0 = 0; r0 < a->L; r0 += BLK) { /* dP = dout v^T, the columns softmax used */
-            int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
-            gemm(a->f64, false, true, r1 - r0, keys(a, r1), a->Ev, 1, g + r0 * a->dout.ld * (int64_t)es, a->dout.ld, v, a->v.ld,
-                 0, dp + r0 * a->S * (int64_t)es, a->S);
-        }
+        rows_by_keys(a, g, a->dout.ld, v, a->v.ld, a->Ev, 1, dp);   /* dP = dout v^T */
         if (a->f64) dscores_rows_double(a, (const double *)p, (double *)dp);
         else dscores_rows_float(a, (const float *)p, (float *)dp);
-        if (a->dq) {
-            char *dq = a->dq + e * a->L * a->E * (int64_t)es;
-            for (int64_t r0 = 0; r0 < a->L; r0 += BLK) { /* dS k */
-                int64_t r1 = r0 + BLK < a->L ? r0 + BLK : a->L;
-                gemm(a->f64, false, false, r1 - r0, a->E, keys(a, r1), 1, dp + r0 * a->S * (int64_t)es, a->S, k, a->k.ld, 0,
-                     dq + r0 * a->E * (int64_t)es, a->E);
-            }
-        }
+        if (a->dq) rows_times(a, dp, k, a->k.ld, a->E, a->dq + e * a->L * a->E * (int64_t)es);  /* dS k */
         if (a->dk) keys_t_times(a, dp, q, a->q.ld, a->E, a->dk + e * a->S * a->E * (int64_t)es);  /* dS^T q */
     }
     dt_free(p);
